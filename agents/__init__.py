@@ -1,0 +1,14 @@
+"""One module per actor of the payment protocols. Each exposes:
+
+- ``ACTORS``: the key-set identities its worker signs as (a shop worker may serve many shops);
+- ``register(ctx)``: attach its faust agents and timers to the worker's app.
+"""
+
+from __future__ import annotations
+
+AGENTS: dict[str, str] = {
+    "settlement": "agents.settlement.agent",
+    "issuer": "agents.issuer.agent",
+    "shop": "agents.shop",
+    "terminal": "agents.terminal",
+}

@@ -1,0 +1,169 @@
+"""The `kessai` command line: one entry point, one line and exit code 2 for every mistake."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from kessai.errors import KessaiError
+from kessai.settings import Settings
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"kessai: {message} (see 'kessai --help')\n")
+        raise SystemExit(2)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bootstrap", help="Kafka bootstrap HOST:PORT (env KESSAI_BOOTSTRAP)")
+    p.add_argument("--keys", type=Path, help="key directory (env KESSAI_KEYS)")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="kessai", description="A Kafka-native payment message bus.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    up = sub.add_parser("up", help="start the broker, create topics, run every agent")
+    _common(up)
+    up.add_argument("--port", type=int, help="port for the embedded broker (default: free)")
+    up.add_argument("--demo", action="store_true", help="run the demo workload once up")
+    up.add_argument("--exit-after-demo", action="store_true",
+                    help="stop everything after the demo (for scripts)")
+    up.add_argument("--agents", help="comma-separated agent types (default: all)")
+
+    w = sub.add_parser("worker", help="run one agent type as a worker process")
+    _common(w)
+    w.add_argument("agent")
+    w.add_argument("--loglevel", default="info",
+                   choices=["crit", "error", "warn", "info", "debug"])
+
+    b = sub.add_parser("broker", help="run the embedded Tansu broker on loopback")
+    b.add_argument("--port", type=int, default=9092)
+
+    t = sub.add_parser("topics", help="the topic catalogue on the broker")
+    tsub = t.add_subparsers(dest="topics_command", required=True, parser_class=_Parser)
+    for name in ("list", "create", "describe"):
+        tp = tsub.add_parser(name)
+        _common(tp)
+        tp.add_argument("--json", action="store_true")
+        if name == "describe":
+            tp.add_argument("topic", nargs="?")
+
+    k = sub.add_parser("keys", help="development key sets")
+    ksub = k.add_subparsers(dest="keys_command", required=True, parser_class=_Parser)
+    ki = ksub.add_parser("init", help="create a development key set for every actor")
+    ki.add_argument("dir", nargs="?", type=Path)
+    ki.add_argument("--force", action="store_true")
+
+    d = sub.add_parser("demo", help="run a handful of purchases and print their journeys")
+    _common(d)
+    d.add_argument("flow", nargs="?", default="settlement", choices=["settlement"])
+    d.add_argument("--json", action="store_true")
+
+    pay = sub.add_parser("pay", help="drive one purchase and print its journey")
+    _common(pay)
+    pay.add_argument("--user", default="alice")
+    pay.add_argument("--shop", default="shop-1")
+    pay.add_argument("--item", action="append", metavar="CODE[:QTY]",
+                     help="product to buy (repeatable; default XXXX and YYYY, the Fig. 5 order)")
+    pay.add_argument("--card", default="main", help="card alias in the user's wallet")
+    pay.add_argument("--tamper", default="none",
+                     choices=["none", "user-amount", "user-quantity", "shop-amount"])
+    pay.add_argument("--delay", type=float, default=0.0,
+                     help="seconds the user waits before sending the 2nd request")
+    pay.add_argument("--abandon", action="store_true", help="never send the 2nd request")
+    pay.add_argument("--mode", choices=["VIA_TERMINAL", "DIRECT_BOTH", "SHOP_POLLS"])
+    pay.add_argument("--server-assigned-id", action="store_true")
+    pay.add_argument("--hash", action="store_true", help="first request carries a content hash")
+    pay.add_argument("--wrong-password", action="store_true")
+    pay.add_argument("--forge-authenticator", action="store_true")
+    pay.add_argument("--forge-relay", action="store_true")
+    pay.add_argument("--duplicate-second", action="store_true")
+    pay.add_argument("--timeout", type=float, default=60.0)
+    pay.add_argument("--json", action="store_true")
+
+    r = sub.add_parser("replay", help="print decoded, signature-checked records of topics")
+    _common(r)
+    r.add_argument("topics", nargs="+", metavar="TOPIC")
+    r.add_argument("--from-offset", type=int, default=None)
+    r.add_argument("--to-offset", type=int, default=None)
+    r.add_argument("--since", type=float, default=None,
+                   help="only records at or after this UNIX time (seconds)")
+    r.add_argument("--until", type=float, default=None)
+    r.add_argument("--correlation-id", default=None)
+    r.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+
+    a = sub.add_parser("audit", help="audit the recorded history")
+    asub = a.add_subparsers(dest="audit_command", required=True, parser_class=_Parser)
+    _common(asub.add_parser("verify"))
+
+    _common(sub.add_parser("bench", help="benchmark the bus against the raw broker"))
+    return p
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(bootstrap=getattr(args, "bootstrap", None),
+                             keys_dir=getattr(args, "keys", None))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(dispatch(args) or 0)
+    except KessaiError as exc:
+        sys.stderr.write(f"kessai: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def dispatch(args: argparse.Namespace) -> int | None:
+    cmd = args.command
+    if cmd == "keys":
+        from kessai import keys
+
+        directory = args.dir or keys.default_dir()
+        created = keys.init(directory, force=args.force)
+        print(f"created a development key set for {len(created)} actors in {directory}")
+        return 0
+    if cmd == "broker":
+        from kessai.supervisor import run_broker
+
+        return run_broker(args.port)
+    if cmd == "worker":
+        from kessai import worker
+
+        worker.run(args.agent, settings_from(args), args.loglevel)
+        return 0
+    if cmd == "up":
+        from kessai.supervisor import up
+
+        return up(args, settings_from(args))
+    if cmd == "topics":
+        from topics.provision import run_cli
+
+        return run_cli(args, settings_from(args))
+    if cmd == "replay":
+        from kessai.replay import run_cli as replay_cli
+
+        return replay_cli(args, settings_from(args))
+    if cmd == "pay":
+        from kessai.journey import run_pay
+
+        return run_pay(args, settings_from(args))
+    if cmd == "demo":
+        from kessai.journey import run_demo
+
+        return run_demo(args, settings_from(args))
+    if cmd in ("audit", "bench"):
+        sys.stderr.write(f"kessai: '{cmd}' is planned (tamper-evident archive and benchmark "
+                         "come after the backbone) and not built yet\n")
+        return 2
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

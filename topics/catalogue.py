@@ -1,0 +1,89 @@
+"""Every topic: name, key, partitions, cleanup policy, retention, producers, allowed readers.
+
+The settlement request topics and everything the settlement join reads are co-partitioned on
+the join key ``<shop_id>/<order_id>`` (same partition count, same key bytes, the default
+murmur2 partitioner), so both halves of an order meet in the same partition (spec R2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DAY_MS = 24 * 3600 * 1000
+JOIN_PARTITIONS = 4
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    key: str
+    partitions: int
+    producers: tuple[str, ...]
+    readers: tuple[str, ...]
+    description: str
+    cleanup: str = "delete"
+    retention_ms: int = 7 * DAY_MS
+    may_hold_sealed_secrets: bool = False
+
+    def configs(self) -> dict[str, str]:
+        return {"cleanup.policy": self.cleanup, "retention.ms": str(self.retention_ms)}
+
+
+CATALOGUE: tuple[TopicSpec, ...] = (
+    TopicSpec("kessai.terminal.commands", "session", 4, ("operator", "relay"), ("terminal",),
+              "The simulated user's actions (what `kessai pay` and the relay ask a terminal "
+              "to do)."),
+    TopicSpec("kessai.order-requests", "session", 4, ("terminal", "relay"), ("shop",),
+              "M1 order requests: items and delivery, never account information."),
+    TopicSpec("kessai.settlement.first", "join key", JOIN_PARTITIONS, ("shop", "settlement"),
+              ("settlement",),
+              "M2 first settlement requests (content or its hash, and the amount)."),
+    TopicSpec("kessai.settlement.first-acks", "shop_id/request_ref", 4, ("settlement",),
+              ("shop",), "M3 acceptance of a first request, with a server-assigned order id."),
+    TopicSpec("kessai.wakeups", "join key", 4, ("shop",), ("terminal", "relay", "selector"),
+              "M4 payment requests: the shop wakes the user's device to confirm and pay."),
+    TopicSpec("kessai.settlement.second", "join key", JOIN_PARTITIONS, ("terminal", "relay"),
+              ("settlement",),
+              "M7 second settlement requests; account info and passwords only sealed.",
+              may_hold_sealed_secrets=True),
+    TopicSpec("kessai.settlement.timers", "join key", JOIN_PARTITIONS, ("settlement",),
+              ("settlement",), "Deadline ticks the settlement worker sends to itself."),
+    TopicSpec("kessai.authorizations", "join key", JOIN_PARTITIONS, ("settlement",),
+              ("issuer",), "M8 authorization requests to the FI host, account sealed to it.",
+              may_hold_sealed_secrets=True),
+    TopicSpec("kessai.authorization-results", "join key", JOIN_PARTITIONS, ("issuer",),
+              ("settlement",), "FI host answers: approved or declined with a reason."),
+    TopicSpec("kessai.payment-results", "join key", 4, ("settlement",),
+              ("terminal", "shop", "relay"),
+              "M9/M11 settlement outcomes for the user and, in DIRECT_BOTH, the shop."),
+    TopicSpec("kessai.payment-results.relayed", "join key", 4, ("terminal", "relay"), ("shop",),
+              "M10 results relayed by the terminal with the shop authenticator (emb. 1)."),
+    TopicSpec("kessai.payment-results.acks", "join key", JOIN_PARTITIONS, ("shop",),
+              ("settlement",), "M11a shop receipts for direct results (emb. 2)."),
+    TopicSpec("kessai.result-inquiries", "join key", JOIN_PARTITIONS, ("shop",),
+              ("settlement",), "M12 shop inquiries against the result history (emb. 3)."),
+    TopicSpec("kessai.result-inquiries.answers", "join key", 4, ("settlement",), ("shop",),
+              "M12r answers to inquiries, only to the shop that owns the order."),
+    TopicSpec("kessai.order-status", "join key", 4, ("shop",), ("terminal", "relay", "operator"),
+              "The shop's verdict per order (PAID only after verifying the authenticator)."),
+    TopicSpec("kessai.audit", "join key", 1, ("settlement", "shop", "terminal", "issuer"),
+              ("operator",), "Audit events: conflicts, forged results, rejected requests.",
+              retention_ms=30 * DAY_MS),
+    TopicSpec("kessai.dead-letters", "source key", 1,
+              ("settlement", "shop", "terminal", "issuer"), ("operator",),
+              "Records an agent could not accept, with the reason and the original bytes.",
+              retention_ms=30 * DAY_MS),
+)
+
+_BY_NAME = {t.name: t for t in CATALOGUE}
+
+
+def by_name(name: str) -> TopicSpec:
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"{name!r} is not in the topic catalogue") from None
+
+
+def readable_by(actor_kind: str) -> list[TopicSpec]:
+    return [t for t in CATALOGUE if actor_kind in t.readers]
