@@ -20,7 +20,8 @@ class Money:
             raise SchemaError(f"money amount must be an integer of minor units, got {self.minor!r}")
         if not (isinstance(self.currency, str) and len(self.currency) == 3
                 and self.currency.isalpha() and self.currency.isupper()):
-            raise SchemaError(f"currency must be an ISO 4217 code like 'JPY', got {self.currency!r}")
+            raise SchemaError(
+                f"currency must be an ISO 4217 code like 'JPY', got {self.currency!r}")
 
     def __add__(self, other: Money) -> Money:
         if other.currency != self.currency:

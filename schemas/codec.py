@@ -54,6 +54,12 @@ def from_body(cls: type[T], body: Any) -> T:
     if not isinstance(body, dict):
         raise SchemaError(f"{cls.__name__} body must be a map")
     hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    extra = sorted(str(k) for k in body if k not in known)
+    if extra:
+        # Strict: a field this version does not define is a schema violation, so a 1st
+        # request can never smuggle account information in (spec R21).
+        raise SchemaError(f"{cls.__name__} has unknown fields {extra}")
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if f.name in body:

@@ -1,0 +1,192 @@
+"""`kessai broker` and `kessai up`: the embedded broker, topics, and one process per agent.
+
+`up` supervises its workers: a worker that exits unexpectedly is reported and restarted (with
+a growing pause if it keeps failing); Ctrl-C or SIGTERM stops workers, then the broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kessai import keys
+from kessai.broker import EmbeddedBroker, wait_reachable
+from kessai.errors import ConfigError
+from kessai.settings import Settings
+
+READY_MARK = "Ready"  # faust logs "[^Worker]: Ready" once the app is assigned and running
+
+
+def say(msg: str) -> None:
+    print(f"kessai: {msg}", flush=True)
+
+
+def run_broker(port: int) -> int:
+    broker = EmbeddedBroker(port)
+    broker.start()
+    say(f"embedded broker (Tansu, memory storage) serving {broker.bootstrap}; Ctrl-C stops it")
+    stop = _StopFlag()
+    try:
+        while broker.running() and not stop.set:
+            time.sleep(0.3)
+    finally:
+        broker.stop()
+    return 0
+
+
+class _StopFlag:
+    def __init__(self) -> None:
+        self.set = False
+        signal.signal(signal.SIGTERM, self._on)
+        signal.signal(signal.SIGINT, self._on)
+
+    def _on(self, *_: object) -> None:
+        self.set = True
+
+
+@dataclass
+class WorkerProc:
+    agent: str
+    log_path: Path
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    started_at: float = field(default=0.0)
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "kessai.cli", "worker", self.agent],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
+                start_new_session=True)
+        self.started_at = time.monotonic()
+
+    def ready(self) -> bool:
+        try:
+            return READY_MARK in self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return False
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def demo_profile(settings: Settings) -> Settings:
+    """Short lifetimes so the demo shows an EXPIRED order within seconds (unless set in env)."""
+    changes = {}
+    if not os.environ.get("KESSAI_T_FIRST_MS"):
+        changes["t_first_ms"] = 8_000
+    if not os.environ.get("KESSAI_T_SECOND_MS"):
+        changes["t_second_ms"] = 8_000
+    return settings.with_(**changes)
+
+
+def up(args: argparse.Namespace, settings: Settings) -> int:
+    from agents import AGENTS
+
+    names = list(AGENTS) if not args.agents else [a.strip() for a in args.agents.split(",")]
+    unknown = [n for n in names if n not in AGENTS]
+    if unknown:
+        raise ConfigError(f"unknown agent(s) {', '.join(unknown)}; known: {', '.join(AGENTS)}")
+    if keys.ensure(settings.keys_dir):
+        say(f"created a development key set in {settings.keys_dir}")
+    if args.demo:
+        settings = demo_profile(settings)
+
+    broker: EmbeddedBroker | None = None
+    external = bool(args.bootstrap or os.environ.get("KESSAI_BOOTSTRAP"))
+    run_dir = settings.data_dir / "runs" / time.strftime("%Y%m%d-%H%M%S")
+    if not external:
+        broker = EmbeddedBroker(args.port, log_path=None)
+        broker.start()
+        settings = settings.with_(bootstrap=broker.bootstrap, data_dir=run_dir)
+    else:
+        settings = settings.with_(data_dir=run_dir)
+        wait_reachable(settings.bootstrap)
+    stop = _StopFlag()
+    workers: list[WorkerProc] = []
+    try:
+        say(f"bootstrap {settings.bootstrap}"
+            + (" (embedded Tansu broker, memory storage)" if broker else ""))
+        from topics.provision import create_all
+
+        created = asyncio.run(create_all(settings))
+        say(f"topics ready ({sum(1 for r in created if r.created)} created)")
+        env = {**os.environ, **settings.child_env()}
+        for name in names:
+            w = WorkerProc(name, settings.data_dir / "logs" / f"{name}.log", env)
+            w.start()
+            workers.append(w)
+            assert w.proc is not None
+            say(f"worker {name:<11} pid {w.proc.pid}  log {w.log_path}")
+        _wait_ready(workers, stop)
+        say("all workers ready" if not stop.set else "stopping")
+        if args.demo and not stop.set:
+            from kessai.journey import demo
+
+            demo(settings, as_json=False)
+            if args.exit_after_demo:
+                return 0
+        if not stop.set:
+            say("running; Ctrl-C stops everything")
+        _supervise(workers, stop)
+        return 0
+    finally:
+        for w in workers:
+            w.stop()
+        if broker is not None:
+            broker.stop()
+        say("stopped")
+
+
+def _wait_ready(workers: list[WorkerProc], stop: _StopFlag, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not stop.set and time.monotonic() < deadline:
+        _restart_dead(workers)
+        if all(w.ready() for w in workers):
+            return
+        time.sleep(0.3)
+    if not stop.set:
+        late = [w.agent for w in workers if not w.ready()]
+        say(f"warning: not ready after {timeout:.0f}s: {', '.join(late)} (see their logs)")
+
+
+def _restart_dead(workers: list[WorkerProc]) -> None:
+    now = time.monotonic()
+    for w in workers:
+        if w.proc is None or w.proc.poll() is None:
+            continue
+        if w.next_start == 0.0:
+            # Keep failing workers from spinning: 1 s, 2 s, 4 s ... up to 30 s.
+            delay = min(30.0, 2.0 ** min(w.restarts, 5))
+            w.next_start = now + delay
+            say(f"worker {w.agent} (pid {w.proc.pid}) exited with code {w.proc.returncode}; "
+                f"restarting in {delay:.0f}s")
+        elif now >= w.next_start:
+            w.restarts += 1
+            w.next_start = 0.0
+            w.start()
+            assert w.proc is not None
+            say(f"worker {w.agent} restarted (pid {w.proc.pid}, restart #{w.restarts})")
+
+
+def _supervise(workers: list[WorkerProc], stop: _StopFlag) -> None:
+    while not stop.set:
+        _restart_dead(workers)
+        time.sleep(0.3)
