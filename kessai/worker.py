@@ -29,6 +29,7 @@ def build(name: str, settings: Settings) -> AgentContext:
     module = agent_module(name)
     registry = keys.load_registry(settings.keys_dir)
     actor_keys = {a: keys.load_actor(settings.keys_dir, a) for a in module.ACTORS}
+    (settings.data_dir / "faust" / name).parent.mkdir(parents=True, exist_ok=True)
     app = make_app(name, settings)
     ctx = AgentContext(name, app, settings, registry, actor_keys)
     module.register(ctx)

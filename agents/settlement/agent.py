@@ -15,6 +15,7 @@ import hashlib
 import logging
 from typing import Any
 
+import faust
 import msgpack
 
 from agents.settlement import join
@@ -75,8 +76,8 @@ def register(ctx: AgentContext) -> None:
     app = ctx.app
     policy = policy_from(ctx)
     secrets = secrets_from(ctx)
-    table = app.Table("settlement-join", key_type=bytes, value_type=bytes,
-                      key_serializer="raw", value_serializer="raw", partitions=4)
+    table = app.Table("settlement-join", partitions=4, schema=faust.Schema(
+        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"))
     tick_sent: dict[str, int] = {}
 
     def load(key: str) -> join.JoinState | None:
