@@ -46,7 +46,7 @@ def signed_second(kd: Path, **changes: object) -> SecondRequest:
                       account_sealed=sealed_account(kd, "4111111111111111"))
     sig = crypto.sign(bytes.fromhex(wallet(kd, "alice")["signing"]),
                       authenticators.second_signing_bytes(s))
-    return dataclasses.replace(s, user_authenticator=sig, **changes)  # type: ignore[arg-type]
+    return dataclasses.replace(s, **{"user_authenticator": sig, **changes})  # type: ignore[arg-type]
 
 
 def password_second(kd: Path, password: str, user: str = "bob",
