@@ -28,7 +28,8 @@ def parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="start the broker, create topics, run every agent")
     _common(up)
-    up.add_argument("--port", type=int, help="port for the embedded broker (default: free)")
+    up.add_argument("--port", type=int, default=9092,
+                    help="port for the embedded broker (default 9092)")
     up.add_argument("--demo", action="store_true", help="run the demo workload once up")
     up.add_argument("--exit-after-demo", action="store_true",
                     help="stop everything after the demo (for scripts)")

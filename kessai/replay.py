@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -86,9 +87,9 @@ def _header(headers: Sequence[tuple[str, bytes]], name: str) -> str | None:
     return None
 
 
-def inspect_record(topic: str, partition: int, offset: int, timestamp_ms: int, key: bytes | None,
-            value: bytes | None, headers: Sequence[tuple[str, bytes]],
-            registry: Registry) -> ReplayRecord:
+def inspect_record(topic: str, partition: int, offset: int, timestamp_ms: int,
+                   key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]],
+                   registry: Registry) -> ReplayRecord:
     """Decode and verify one record. Never raises for bad content: it is reported instead."""
     where = (topic, partition, offset, timestamp_ms, key)
     try:
@@ -111,6 +112,9 @@ def inspect_record(topic: str, partition: int, offset: int, timestamp_ms: int, k
         body = to_body(message)
     except KessaiError as exc:
         errors.append(f"{exc.code}: {exc}")
+        body = _raw_body(env.body)
+    except (TypeError, ValueError) as exc:  # a body the codec did not foresee: report, go on
+        errors.append(f"schema: {exc}")
         body = _raw_body(env.body)
     return ReplayRecord(*where, env.type, env.id, env.correlation_id, env.sender, valid,
                         "; ".join(errors) or None, body, message)
@@ -160,8 +164,8 @@ async def read_range(settings: Settings, topics: Sequence[str], *,
     Every partition is read from its beginning (or ``from_offset``) up to the end captured
     when reading starts, or up to and including ``to_offset``. ``since_ms``/``until_ms``
     (inclusive) filter on record timestamps; ``correlation_id`` on the envelope's correlation
-    id (the header's, for a record that does not decode). Records come partition by partition
-    in offset order. ``progress(read, total)`` is called after each fetched batch.
+    id (the header's, for a record that does not decode). Records of one partition come in
+    offset order. ``progress(read, total)`` is called after each fetched batch.
     Raises ConfigError for an unknown topic or a bad range, BrokerUnavailable if the broker
     does not answer.
     """
@@ -178,7 +182,7 @@ async def read_range(settings: Settings, topics: Sequence[str], *,
         await consumer.start()
         consumer.assign(tps)
         first = await consumer.beginning_offsets(tps)
-        end = await consumer.end_offsets(tps)
+        end = await _log_ends(consumer, first, await consumer.end_offsets(tps))
     except KafkaError as exc:
         await consumer.stop()
         raise BrokerUnavailable(f"cannot read from {settings.bootstrap}: {exc}") from None
@@ -196,6 +200,32 @@ async def read_range(settings: Settings, topics: Sequence[str], *,
         raise BrokerUnavailable(f"lost the broker at {settings.bootstrap}: {exc}") from None
     finally:
         await consumer.stop()
+
+
+async def _log_ends(consumer: AIOKafkaConsumer, first: dict[TopicPartition, int],
+                    listed: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+    """The true end offset of each partition, from a fetch's high watermark.
+
+    Tansu answers ListOffsets(latest) with the base offset of the last batch plus one, short
+    of the end when that batch holds several records; a fetch of the last listed offset
+    reports the real high watermark. On Kafka both agree.
+    """
+    ends = dict(listed)
+    pending = {tp for tp, end in listed.items() if end > first[tp]}
+    for tp in pending:
+        consumer.seek(tp, listed[tp] - 1)  # always a valid offset, so never out of range
+    deadline = time.monotonic() + IDLE_TIMEOUT_S
+    while pending:
+        await consumer.getmany(*pending, timeout_ms=200)  # only the high watermarks matter
+        for tp in list(pending):
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                ends[tp] = max(listed[tp], highwater)
+                pending.discard(tp)
+        if pending and time.monotonic() > deadline:
+            raise BrokerUnavailable(f"the broker sent no fetch response for "
+                                    f"{', '.join(sorted(tp.topic for tp in pending))}")
+    return ends
 
 
 async def _read(consumer: AIOKafkaConsumer, tps: list[TopicPartition],
@@ -221,8 +251,8 @@ async def _read(consumer: AIOKafkaConsumer, tps: list[TopicPartition],
                 if m.offset >= stop[tp]:
                     break
                 done += 1
-                yield inspect_record(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value,
-                              m.headers, registry)
+                yield inspect_record(m.topic, m.partition, m.offset, m.timestamp, m.key,
+                                     m.value, m.headers, registry)
         if batch:
             last_record = time.monotonic()
         elif time.monotonic() - last_record > IDLE_TIMEOUT_S:
@@ -274,11 +304,9 @@ def _table(records: Sequence[ReplayRecord]) -> str:
 def _stderr_progress() -> Progress | None:
     if not sys.stderr.isatty():
         return None
-    shown = [False]
 
     def report(done: int, total: int) -> None:
         if total >= PROGRESS_MIN_RECORDS:
-            shown[0] = True
             sys.stderr.write(f"\rreplay: {done}/{total} records ({100 * done // total}%)")
             sys.stderr.flush()
 
@@ -293,23 +321,24 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
     """``kessai replay TOPIC... [range and filters] [--json]``: JSON lines or a table."""
     progress = _stderr_progress()
 
-    async def collect() -> int:
+    async def replay() -> None:
         table: list[ReplayRecord] = []
-        count = 0
         async for record in read_range(
                 settings, args.topics, from_offset=args.from_offset, to_offset=args.to_offset,
                 since_ms=_seconds_to_ms(args.since), until_ms=_seconds_to_ms(args.until),
                 correlation_id=args.correlation_id, progress=progress):
-            count += 1
             if args.json:
-                print(json.dumps(record.to_dict(), ensure_ascii=False), flush=False)
+                print(json.dumps(record.to_dict(), ensure_ascii=False))
             else:
                 table.append(record)
         if progress is not None:
-            sys.stderr.write("\r\033[K")  # clear the progress line before the output
+            sys.stderr.write("\r\033[K")  # clear the progress line
         if not args.json:
             print(_table(table) if table else "(no records in this range)")
-        return count
 
-    asyncio.run(collect())
+    try:
+        asyncio.run(replay())
+    except BrokenPipeError:
+        # The reader (``| head``) has gone; silence the final flush of stdout too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0

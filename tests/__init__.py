@@ -1,0 +1,1 @@
+"""kessai's test suite: unit, integration (throwaway broker), end-to-end."""

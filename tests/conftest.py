@@ -1,0 +1,3 @@
+"""Fixtures live in plain modules (tests/fixtures.py) and are registered here."""
+
+pytest_plugins = ["tests.fixtures"]

@@ -1,0 +1,82 @@
+"""Session fixtures: one throwaway broker, one development key set, settings pointing at both.
+
+The broker is, in order of preference: an external one named by ``KESSAI_TEST_BOOTSTRAP``, a
+testcontainers Kafka if a Docker engine answers, else the embedded Tansu on a free loopback
+port. Tests share it, so each one names its own topics and correlation ids.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from kessai import keys
+from kessai.broker import EmbeddedBroker
+from kessai.settings import Settings
+from topics.provision import Report, create_all
+
+DOCKER_PING_TIMEOUT_S = 2
+
+
+def _docker_answers() -> bool:
+    """True if a Docker engine answers a ping quickly; any failure means no."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=DOCKER_PING_TIMEOUT_S)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:  # no SDK, no socket, no daemon, a refused or slow ping: all mean no
+        return False
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[str]:
+    """Bootstrap ``HOST:PORT`` of this session's broker, stopped at session end if ours."""
+    external = os.environ.get("KESSAI_TEST_BOOTSTRAP")
+    if external:
+        yield external
+    elif _docker_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer() as kafka:
+            yield kafka.get_bootstrap_server()
+    else:
+        with EmbeddedBroker() as embedded:
+            yield embedded.bootstrap
+
+
+@pytest.fixture(scope="session")
+def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A development key set made for this session."""
+    directory = tmp_path_factory.mktemp("keys")
+    keys.init(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def settings(broker: str, keys_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings for the session broker, key set and a fresh data directory."""
+    return Settings(bootstrap=broker, keys_dir=keys_dir, data_dir=tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture
+def unique_topic_prefix() -> Callable[[str], str]:
+    """Factory of topic-name prefixes no other test (or earlier run) uses."""
+
+    def make(label: str = "t") -> str:
+        return f"kessai-test.{label}.{uuid.uuid4().hex[:10]}"
+
+    return make
+
+
+@pytest.fixture(scope="session")
+async def provisioned(settings: Settings) -> list[Report]:
+    """Every catalogued topic exists on the session broker (created once)."""
+    return await create_all(settings)

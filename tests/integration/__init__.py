@@ -1,0 +1,1 @@
+"""Integration tests against the session's throwaway Kafka-protocol broker."""
