@@ -9,6 +9,6 @@ from __future__ import annotations
 AGENTS: dict[str, str] = {
     "settlement": "agents.settlement.agent",
     "issuer": "agents.issuer.agent",
-    "shop": "agents.shop",
-    "terminal": "agents.terminal",
+    "shop": "agents.shop.agent",
+    "terminal": "agents.terminal.agent",
 }

@@ -1,0 +1,6 @@
+"""The shop server of seed 003 (販売店サーバ): order intake, the 1st settlement request, the
+payment-processing request to the user's device, and the verified settlement result.
+
+``agent`` is the worker (faust shell); ``pricing``, ``scenario`` and ``results`` are pure;
+``orders`` is the shop's order DB ([0024]).
+"""

@@ -1,0 +1,359 @@
+"""Shop worker: seed 003's shop server (販売店サーバ), claims 16–19, embodiments 1–3.
+
+Protocol, top to bottom:
+
+1. A1–A2   an order request (M1) arrives from a terminal or relay; the shop prices it and
+           assigns the order id, derived from the request's message id (redelivery-safe).
+2. A3      the 1st settlement request (M2) → ``kessai.settlement.first``: order id, content or
+           its hash, amount, result route. Never any account information.
+   [0027]  settlement-assigned ids (spec R3): the 1st request goes without an order id, and
+           nothing more happens until the acceptance (M3) names the id.
+3. A7      the payment-processing request (M4) → ``kessai.wakeups``, for the user's device to
+           show, and the status AWAITING_PAYMENT → ``kessai.order-status``.
+4. Result  relayed by the terminal (emb. 1, A23), sent directly (emb. 2, B20, with the receipt
+           B21) or asked for by inquiry (emb. 3, C22–C26, a timer). The shop checks the settlement
+           server's authenticator and the amount, and only then says PAID (cl. 19, spec R28).
+
+Every handler is idempotent: a redelivered or duplicated message re-emits the same requests
+and never changes or re-announces a final status.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from agents.shop import pricing
+from agents.shop.orders import AWAITING_PAYMENT, PENDING_ACK, Order, OrderDB
+from agents.shop.results import RESULT_REJECTED, Verdict, judge_answer, judge_result
+from agents.shop.scenario import Scenario
+from kessai import canonical, devdata, envelope
+from kessai.authenticators import join_key
+from kessai.errors import ConfigError, KessaiError
+from kessai.money import Money
+from kessai.runtime import AgentContext, Inbound
+from schemas.v1 import (
+    FirstAccepted,
+    FirstRequest,
+    InquiryAnswer,
+    OrderRequest,
+    OrderStatus,
+    PaymentRequest,
+    PaymentResult,
+    ResultAck,
+    ResultInquiry,
+    ResultRelay,
+)
+
+log = logging.getLogger("kessai.shop")
+
+ACTORS: list[str] = list(devdata.SHOPS)  # one shop server may serve several shops ([0016])
+
+ORDER_REQUESTS = "kessai.order-requests"
+FIRST = "kessai.settlement.first"
+FIRST_ACKS = "kessai.settlement.first-acks"
+WAKEUPS = "kessai.wakeups"
+ORDER_STATUS = "kessai.order-status"
+RESULTS = "kessai.payment-results"
+RELAYED = "kessai.payment-results.relayed"
+RESULT_ACKS = "kessai.payment-results.acks"
+INQUIRIES = "kessai.result-inquiries"
+ANSWERS = "kessai.result-inquiries.answers"
+
+ORDER_SENDERS = ("terminal", "relay")  # who may place orders and relay results
+MAX_ID_ATTEMPTS = 8  # order-id collisions in a row before the request is dead-lettered
+
+
+@dataclass(frozen=True)
+class PollPolicy:
+    """Emb. 3 timing: the first inquiry a delay after the order, then every delay ([0062])."""
+
+    delay_ms: int = 2_000
+    limit: int = 150  # then stop asking; the settlement history outlives this (R11)
+
+    @classmethod
+    def from_env(cls) -> PollPolicy:
+        return cls(delay_ms=_env_positive("KESSAI_SHOP_POLL_MS", cls.delay_ms),
+                   limit=_env_positive("KESSAI_SHOP_POLL_LIMIT", cls.limit))
+
+    def timer_interval_s(self, default_s: float) -> float:
+        # Tick at least twice per delay so an inquiry is late by half a delay at most.
+        return max(0.05, min(default_s, self.delay_ms / 2000))
+
+
+def _env_positive(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) <= 0:
+        raise ConfigError(f"{name} must be a positive integer, got {raw!r}")
+    return int(raw)
+
+
+@dataclass
+class Shop:
+    ctx: AgentContext
+    db: OrderDB
+    poll: PollPolicy
+
+    # 1. A1–A2: order request in, priced, order id assigned.
+    async def on_order_request(self, inbound: Inbound) -> None:
+        req: OrderRequest = inbound.message
+        if inbound.sender not in ORDER_SENDERS:
+            await self.ctx.audit("unexpected-sender", f"session:{req.session}",
+                                 f"order request from {inbound.sender!r} ignored")
+            return
+        if req.shop_id not in self.ctx.keys:
+            await self.ctx.audit("unknown-shop", f"session:{req.session}",
+                                 f"order request for shop {req.shop_id!r}, not served here")
+            return
+        source_id = inbound.opened.envelope.id
+        try:
+            scenario = Scenario.parse(req.scenario, self.ctx.settings.default_result_mode)
+            content = pricing.price(req.items, devdata.Catalogue().items)
+        except pricing.OrderRejected as exc:
+            ref = pricing.order_id_for(source_id)
+            log.info("shop %s rejects order %s: %s", req.shop_id, ref, exc)
+            await self._status(req.shop_id, ref, req.session, "NOT_PAID", "REJECTED", str(exc))
+            return
+
+        # What the 1st request states: the content, unless the demo asks for a dishonest shop.
+        stated = pricing.overstated(content, scenario.overstate_by)
+        now = self.ctx.clock.now_ms()
+        polls = scenario.result_mode == "SHOP_POLLS" and scenario.shop_assigns_id
+        for attempt in range(MAX_ID_ATTEMPTS):
+            ref = pricing.order_id_for(source_id, attempt)
+            order = await self.db.add(Order(
+                shop_id=req.shop_id, request_ref=ref,
+                order_id=ref if scenario.shop_assigns_id else "",
+                shop_assigned=scenario.shop_assigns_id, source_id=source_id,
+                session=req.session, user_id=req.user_id, result_mode=scenario.result_mode,
+                content=content, amount=stated.amount,
+                status=AWAITING_PAYMENT if scenario.shop_assigns_id else PENDING_ACK,
+                next_poll_ms=now + self.poll.delay_ms if polls else None), now)
+            if order is not None and order.source_id == source_id:
+                break  # a new order, or this request's own order on redelivery
+        else:
+            raise KessaiError(f"no free order id for request {source_id} after "
+                              f"{MAX_ID_ATTEMPTS} attempts")
+        if order.final:
+            log.info("order %s of shop %s is already %s", order.order_id, order.shop_id,
+                     order.status)
+            return
+
+        # 2. A3: the 1st settlement request. Rebuilt from the same inputs on redelivery, so the
+        # settlement server sees an identical body (a no-op duplicate, spec R24).
+        first = FirstRequest(
+            shop_id=req.shop_id,
+            order_id=ref if scenario.shop_assigns_id else "",
+            request_ref=ref,
+            amount=stated.amount,
+            result_mode=scenario.result_mode,  # type: ignore[arg-type]
+            content=None if scenario.send_hash else stated,
+            content_hash=canonical.content_hash(stated) if scenario.send_hash else None,
+            user_ref=req.user_id,
+        )
+        cid = (join_key(req.shop_id, ref) if scenario.shop_assigns_id
+               else f"{req.shop_id}/ref:{ref}")
+        await self.ctx.emit(FIRST, first, cid, sender=req.shop_id)
+
+        # 3. A7, unless the order still waits for its settlement-assigned id (R3).
+        if order.status == AWAITING_PAYMENT:
+            await self._request_payment(order)
+
+    # 2'. [0027]: the settlement server accepted a 1st request and assigned the order id.
+    async def on_first_accepted(self, inbound: Inbound) -> None:
+        ack: FirstAccepted = inbound.message
+        where = f"{ack.shop_id}/ref:{ack.request_ref}"
+        if inbound.sender != "settlement":
+            await self.ctx.audit("unexpected-sender", where,
+                                 f"acceptance from {inbound.sender!r} ignored")
+            return
+        if ack.shop_id not in self.ctx.keys:
+            return
+        order = await self.db.by_ref(ack.shop_id, ack.request_ref)
+        if order is None:
+            await self.ctx.audit("unknown-order", where, "acceptance for no pending order",
+                                 sender=ack.shop_id)
+            return
+        if order.shop_assigned:
+            return  # the optional acceptance of a shop-assigned order (R4): nothing to do
+        if not ack.order_id:
+            await self.ctx.audit("bad-acceptance", where, "acceptance without an order id",
+                                 sender=ack.shop_id)
+            return
+        polls = order.result_mode == "SHOP_POLLS"
+        next_poll = self.ctx.clock.now_ms() + self.poll.delay_ms if polls else None
+        order = await self.db.assign(ack.shop_id, ack.request_ref, ack.order_id, next_poll)
+        if order is None or order.order_id != ack.order_id:
+            await self.ctx.audit("conflicting-acceptance", where,
+                                 f"order already has id {order.order_id if order else '?'}, "
+                                 f"acceptance names {ack.order_id}", sender=ack.shop_id)
+            return
+        # A repeated acceptance re-sends M4 while the order awaits payment: the device ignores
+        # a request it already shows, and a crash between assign and emit loses nothing.
+        if order.status == AWAITING_PAYMENT:
+            await self._request_payment(order)
+
+    # 3. A7: the payment-processing request shows the user the honest content and amount.
+    async def _request_payment(self, order: Order) -> None:
+        key = join_key(order.shop_id, order.order_id)
+        await self.ctx.emit(WAKEUPS, PaymentRequest(
+            shop_id=order.shop_id, order_id=order.order_id, session=order.session,
+            user_id=order.user_id, content=order.content, amount=order.content.amount,
+        ), key, sender=order.shop_id)
+        await self._status(order.shop_id, order.order_id, order.session, AWAITING_PAYMENT)
+
+    # 4. Emb. 2 (B19–B22): the settlement server sends the result directly; the shop receipts it.
+    async def on_payment_result(self, inbound: Inbound) -> None:
+        result: PaymentResult = inbound.message
+        if result.recipient != "shop":
+            return  # the user's copy of the result
+        key = join_key(result.shop_id, result.order_id)
+        if inbound.sender != "settlement":
+            await self.ctx.audit("unexpected-sender", key,
+                                 f"payment result from {inbound.sender!r} ignored")
+            return
+        if result.shop_id not in self.ctx.keys:
+            return
+        await self._judge(result.shop_id, result.order_id, result.outcome, result.amount,
+                          result.shop_authenticator, "direct")
+        # B21: receipt for every copy, redeliveries included, so the server stops resending.
+        await self.ctx.emit(RESULT_ACKS, ResultAck(result.shop_id, result.order_id), key,
+                            sender=result.shop_id)
+
+    # 4. Emb. 1 (A22–A23): the terminal relays the result with the authenticator copied (cl. 7).
+    async def on_relayed_result(self, inbound: Inbound) -> None:
+        relay: ResultRelay = inbound.message
+        key = join_key(relay.shop_id, relay.order_id)
+        if inbound.sender not in ORDER_SENDERS:
+            await self.ctx.audit("unexpected-sender", key,
+                                 f"relayed result from {inbound.sender!r} ignored")
+            return
+        if relay.shop_id not in self.ctx.keys:
+            return
+        await self._judge(relay.shop_id, relay.order_id, relay.outcome, relay.amount,
+                          relay.shop_authenticator, "relayed")
+
+    async def _judge(self, shop_id: str, order_id: str, outcome: str, amount: Money,
+                     tag: bytes, via: str) -> None:
+        order = await self.db.get(shop_id, order_id)
+        if order is None:
+            await self.ctx.audit("unknown-order", join_key(shop_id, order_id),
+                                 f"{via} result for an order this shop does not hold",
+                                 sender=shop_id)
+            return
+        mac_key = bytes.fromhex(self.ctx.actor_keys(shop_id).secrets["settlement_mac"])
+        verdict = judge_result(mac_key, shop_id, order_id, order.amount, outcome, amount, tag)
+        await self._record(order, verdict, outcome, via)
+
+    # 4. Emb. 3 (C22–C26): ask the settlement server's result history until it has an outcome.
+    async def poll_due(self) -> None:
+        now = self.ctx.clock.now_ms()
+        for order in await self.db.claim_polls(now, self.poll.delay_ms, self.poll.limit):
+            key = join_key(order.shop_id, order.order_id)
+            await self.ctx.emit(INQUIRIES, ResultInquiry(order.shop_id, order.order_id), key,
+                                sender=order.shop_id)
+            if order.next_poll_ms is None:
+                await self.ctx.audit("poll-limit", key,
+                                     f"no result after {order.polls} inquiries; polling stops",
+                                     sender=order.shop_id)
+
+    async def on_inquiry_answer(self, inbound: Inbound) -> None:
+        answer: InquiryAnswer = inbound.message
+        key = join_key(answer.shop_id, answer.order_id)
+        if inbound.sender != "settlement":
+            await self.ctx.audit("unexpected-sender", key,
+                                 f"inquiry answer from {inbound.sender!r} ignored")
+            return
+        if answer.shop_id not in self.ctx.keys:
+            return
+        order = await self.db.get(answer.shop_id, answer.order_id)
+        if order is None or order.final:
+            return  # not ours, or an answer to an inquiry made before the result was known
+        verdict = judge_answer(order.amount, answer.outcome, answer.amount)
+        if verdict is None:
+            if answer.outcome == "DENIED":
+                await self.ctx.audit("inquiry-denied", key, "the settlement server refused "
+                                     "this shop's inquiry", sender=answer.shop_id)
+            return  # no outcome yet: the timer asks again
+        await self._record(order, verdict, answer.outcome, "inquiry")
+
+    # The verdict: PAID ships, NOT_PAID cancels ([0053]); a bad result changes nothing.
+    async def _record(self, order: Order, verdict: Verdict, outcome: str, via: str) -> None:
+        key = join_key(order.shop_id, order.order_id)
+        if verdict.status == RESULT_REJECTED:
+            await self.ctx.audit("forged-result", key, f"{via} result rejected: "
+                                 f"{verdict.detail}", sender=order.shop_id)
+            if not order.final:
+                await self._status(order.shop_id, order.order_id, order.session,
+                                   RESULT_REJECTED, outcome, verdict.detail)
+            return
+        if await self.db.finalise(order.shop_id, order.order_id, verdict.status, outcome):
+            log.info("order %s of shop %s: %s (%s via %s)%s", order.order_id, order.shop_id,
+                     verdict.status, outcome, via,
+                     "; shipping" if verdict.status == "PAID" else "")
+            await self._status(order.shop_id, order.order_id, order.session, verdict.status,
+                               outcome, verdict.detail)
+
+    async def _status(self, shop_id: str, order_id: str, session: str, status: str,
+                      outcome: str = "", detail: str = "") -> None:
+        await self.ctx.emit(ORDER_STATUS, OrderStatus(
+            shop_id, order_id, session, status, outcome, detail,  # type: ignore[arg-type]
+        ), join_key(shop_id, order_id), sender=shop_id)
+
+
+Handler = Callable[[Inbound], Awaitable[None]]
+
+
+def register(ctx: AgentContext) -> None:
+    """Attach the shop's consumers and its result-inquiry timer to ``ctx.app``."""
+    shop = Shop(ctx, OrderDB(ctx.settings.data_dir / "shop.sqlite"), PollPolicy.from_env())
+    _consume(ctx, "shop-order-requests", ORDER_REQUESTS, shop.on_order_request)
+    _consume(ctx, "shop-first-acks", FIRST_ACKS, shop.on_first_accepted)
+    _consume(ctx, "shop-payment-results", RESULTS, shop.on_payment_result)
+    _consume(ctx, "shop-relayed-results", RELAYED, shop.on_relayed_result)
+    _consume(ctx, "shop-inquiry-answers", ANSWERS, shop.on_inquiry_answer)
+
+    async def result_inquiries() -> None:
+        try:
+            await shop.poll_due()
+        except Exception:
+            log.exception("shop: result inquiries failed; the next tick retries")
+
+    ctx.app.timer(shop.poll.timer_interval_s(ctx.settings.timer_interval_s),
+                  name="shop-result-inquiries")(result_inquiries)
+
+    async def close_db(sender: Any, **kwargs: Any) -> None:
+        await shop.db.close()
+
+    ctx.app.on_before_shutdown.connect(close_db)  # type: ignore[arg-type]  # mode's stubs reject handlers
+
+
+def _consume(ctx: AgentContext, name: str, topic: str, handler: Handler) -> None:
+    async def consume(stream: faust.StreamT[Any]) -> None:
+        async for inbound in ctx.inbound(stream):
+            await _safely(ctx, inbound, handler)
+
+    ctx.app.agent(ctx.topic(topic), name=name)(consume)
+
+
+async def _safely(ctx: AgentContext, inbound: Inbound, handler: Handler) -> None:
+    """Run ``handler``; if it fails, dead-letter the record instead of stopping the worker."""
+    try:
+        await handler(inbound)
+    except Exception as exc:
+        log.exception("shop: handling %s from %s[%d]@%d failed", inbound.opened.envelope.type,
+                      inbound.topic, inbound.partition, inbound.offset)
+        detail = str(exc) if isinstance(exc, KessaiError) else type(exc).__name__
+        try:
+            await ctx.dead_letter("handler_failed", detail, inbound.topic, inbound.partition,
+                                  inbound.offset, envelope.encode(inbound.opened.envelope),
+                                  inbound.key)
+        except Exception:
+            log.exception("shop: the dead letter could not be written either")

@@ -1,0 +1,51 @@
+"""How the shop runs one order: the scenario knobs an order request may carry.
+
+Seed 003 leaves these choices to the implementation or to the embodiment: the result route
+(cl. 4/5/6, spec R27), who assigns the order id (A2 or [0027], R3), content or its hash in the
+1st request ([0025], R14), and — for demonstrations only — a dishonest shop (R33).
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from agents.shop.pricing import OrderRejected
+from schemas.v1 import ResultMode
+
+RESULT_MODES: tuple[str, ...] = typing.get_args(ResultMode)
+ID_MODES = ("shop", "settlement")
+SHOP_TAMPERS = ("none", "amount")
+OVERSTATEMENT = 100  # minor units a dishonest shop adds to the 1st request
+
+
+@dataclass(frozen=True)
+class Scenario:
+    result_mode: str
+    shop_assigns_id: bool = True
+    send_hash: bool = False
+    overstate_by: int = 0
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any], default_mode: str) -> Scenario:
+        """Read the knobs of ``OrderRequest.scenario``; unknown values reject the order.
+
+        Raises:
+            OrderRejected: a knob with a value the shop does not know.
+        """
+        mode = raw.get("result_mode") or default_mode
+        if mode not in RESULT_MODES:
+            raise OrderRejected(f"result_mode must be one of {RESULT_MODES}, got {mode!r}")
+        id_mode = raw.get("id_mode") or "shop"
+        if id_mode not in ID_MODES:
+            raise OrderRejected(f"id_mode must be one of {ID_MODES}, got {id_mode!r}")
+        send_hash = raw.get("hash", False)
+        if not isinstance(send_hash, bool):
+            raise OrderRejected("hash must be true or false")
+        tamper = raw.get("shop_tamper") or "none"
+        if tamper not in SHOP_TAMPERS:
+            raise OrderRejected(f"shop_tamper must be one of {SHOP_TAMPERS}, got {tamper!r}")
+        return cls(result_mode=mode, shop_assigns_id=id_mode == "shop", send_hash=send_hash,
+                   overstate_by=OVERSTATEMENT if tamper == "amount" else 0)

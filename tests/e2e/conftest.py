@@ -1,0 +1,80 @@
+"""A running kessai: every agent as its own worker process on the session broker.
+
+Lifetimes are short so expiry can be observed, and long enough that a worker restart fits
+inside them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from agents import AGENTS
+from kessai.settings import Settings
+from kessai.supervisor import WorkerProc
+from topics.provision import create_all
+
+E2E_TIMINGS = {
+    "t_first_ms": 12_000,
+    "t_second_ms": 5_000,
+    "t_authorize_ms": 3_000,
+    "result_redelivery_ms": 1_500,
+}
+
+
+@dataclass
+class System:
+    settings: Settings
+    workers: dict[str, WorkerProc]
+
+    def kill(self, agent: str) -> None:
+        """kill -9: no clean shutdown, no final commit."""
+        w = self.workers[agent]
+        assert w.proc is not None
+        w.proc.kill()
+        w.proc.wait(10)
+
+    def start(self, agent: str, timeout: float = 60.0) -> None:
+        w = self.workers[agent]
+        w.log_path.write_text("")  # the ready mark must come from this start
+        w.start()
+        wait_ready([w], timeout)
+
+    def logs(self) -> dict[str, str]:
+        return {n: w.log_path.read_text(errors="replace") for n, w in self.workers.items()}
+
+
+def wait_ready(workers: list[WorkerProc], timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        dead = [w.agent for w in workers if w.proc is not None and w.proc.poll() is not None]
+        if dead:
+            raise RuntimeError(f"worker(s) {dead} exited during start; see their logs")
+        if all(w.ready() for w in workers):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"workers not ready after {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def system(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    import asyncio
+
+    s = settings.with_(data_dir=Path(tmp_path_factory.mktemp("system")), **E2E_TIMINGS)
+    asyncio.run(create_all(s))
+    env = {**os.environ, **s.child_env(), "KESSAI_SHOP_POLL_MS": "1000"}
+    workers = {name: WorkerProc(name, s.data_dir / "logs" / f"{name}.log", env)
+               for name in AGENTS}
+    for w in workers.values():
+        w.start()
+    try:
+        wait_ready(list(workers.values()))
+        yield System(s, workers)
+    finally:
+        for w in workers.values():
+            w.stop()

@@ -1,0 +1,254 @@
+"""Seed 003 end to end over the real broker and real worker processes: the acceptance
+scenarios of spec §6.3 (numbers in the test names' docstrings)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import uuid
+
+import msgpack
+import pytest
+
+from kessai import authenticators, crypto, keys
+from kessai.money import Money
+from schemas.v1 import (
+    AuditEvent,
+    FirstRequest,
+    LineItem,
+    OrderContent,
+    PaymentResult,
+    SecondRequest,
+)
+from tests.e2e.bus import purchase, read_all, run, send, types, wait_for
+from tests.e2e.conftest import System
+
+pytestmark = [pytest.mark.e2e, pytest.mark.broker]
+
+FIG5 = OrderContent([LineItem("XXXX", "ピーナッツバター", 500, 1),
+                     LineItem("YYYY", "グレープゼリー", 600, 1)], "JPY", 55, 1155)
+
+
+@pytest.mark.parametrize("mode", ["VIA_TERMINAL", "DIRECT_BOTH", "SHOP_POLLS"])
+async def test_happy_path_in_each_result_mode(system: System, mode: str) -> None:
+    """(1) 1st then 2nd, approved, and the shop learns it the way its mode says."""
+    [p] = await run(system.settings, purchase("alice", scenario={"result_mode": mode}))
+    assert p.outcome == "APPROVED" and p.shop_status == "PAID"
+    seen = types(p)
+    assert seen.index("settlement-first") < seen.index("payment-request") \
+        < seen.index("settlement-second") < seen.index("authorization")
+    if mode == "VIA_TERMINAL":
+        assert "payment-result-relay" in seen
+    if mode == "DIRECT_BOTH":
+        recipients = [h.body["recipient"] for h in sorted(p.hops, key=lambda h: h.at_ms)
+                      if h.type == "payment-result"]
+        assert recipients[0] == "shop" and "user" in recipients
+        assert "payment-result-ack" in seen
+    if mode == "SHOP_POLLS":
+        assert "result-inquiry" in seen and "result-inquiry-answer" in seen
+
+
+async def test_second_before_first_still_settles(system: System) -> None:
+    """(2) 2nd then 1st: the join waits for its partner."""
+    s = system.settings
+    order_id = uuid.uuid4().hex[:10]
+    key = authenticators.join_key("shop-1", order_id)
+    reg = keys.load_registry(s.keys_dir)
+    sealed = crypto.seal(reg.sealing["settlement"][1],
+                         authenticators.pack_account("4012888888881881", "2029-03"),
+                         authenticators.account_context(key))
+    await send(s, "kessai.settlement.second",
+               SecondRequest("shop-1", order_id, "sess-x", "carol", FIG5, Money(1155, "JPY"),
+                             "channel", account_sealed=sealed), key, "terminal")
+    await asyncio.sleep(1.0)
+    await send(s, "kessai.settlement.first",
+               FirstRequest("shop-1", order_id, order_id, Money(1155, "JPY"), "VIA_TERMINAL",
+                            content=FIG5), key, "shop-1")
+    result = await wait_for(s, "kessai.payment-results",
+                            lambda m: isinstance(m, PaymentResult) and m.order_id == order_id)
+    assert result.outcome == "APPROVED"
+
+
+@pytest.mark.parametrize("tamper", ["quantity", "amount"])
+async def test_user_tampering_is_a_mismatch_and_never_reaches_the_issuer(
+        system: System, tamper: str) -> None:
+    """(3)(4) quantity and amount mismatches."""
+    [p] = await run(system.settings, purchase("carol", user_tamper=tamper))
+    assert p.outcome == "MISMATCH" and p.shop_status == "NOT_PAID"
+    assert "authorization" not in types(p)
+
+
+async def test_shop_overcharging_in_its_first_request_is_a_mismatch(system: System) -> None:
+    """(4) R33: what the user saw is compared, not the stored 1st request."""
+    [p] = await run(system.settings, purchase("carol", scenario={"shop_tamper": "amount"}))
+    assert p.outcome == "MISMATCH"
+
+
+async def test_hash_variant_matches_and_mismatches(system: System) -> None:
+    """(5) the 1st request carries only the content hash."""
+    ok, bad = await run(system.settings, purchase("carol", scenario={"hash": True}),
+                        purchase("carol", scenario={"hash": True}, user_tamper="quantity"))
+    first = next(h for h in ok.hops if h.type == "settlement-first")
+    assert first.body["content"] is None and first.body["content_hash"]
+    assert ok.outcome == "APPROVED" and bad.outcome == "MISMATCH"
+
+
+async def test_lone_first_expires_and_the_shop_is_told(system: System) -> None:
+    """(6) the user never confirms: EXPIRED without any new traffic."""
+    [p] = await run(system.settings, purchase("alice", [["TEA1", 1]], abandon=True),
+                    timeout=40)
+    assert p.outcome == "EXPIRED" and p.shop_status == "NOT_PAID"
+    assert "authorization" not in types(p)
+
+
+async def test_lone_second_expires_and_its_account_is_purged(system: System) -> None:
+    """(7) R8: the state keeps nothing of the account after expiry."""
+    s = system.settings
+    order_id = uuid.uuid4().hex[:10]
+    key = authenticators.join_key("shop-2", order_id)
+    reg = keys.load_registry(s.keys_dir)
+    sealed = crypto.seal(reg.sealing["settlement"][1],
+                         authenticators.pack_account("4012888888881881", "2029-03"),
+                         authenticators.account_context(key))
+    await send(s, "kessai.settlement.second",
+               SecondRequest("shop-2", order_id, "sess-y", "carol", FIG5, Money(1155, "JPY"),
+                             "channel", account_sealed=sealed), key, "terminal")
+    result = await wait_for(s, "kessai.payment-results",
+                            lambda m: isinstance(m, PaymentResult) and m.order_id == order_id,
+                            timeout=30)
+    assert result.outcome == "EXPIRED" and result.recipient == "user"
+    changelog = [r for r in await read_all(s, "kessai-settlement-settlement-join-changelog")
+                 if r.key == key.encode()]
+    assert changelog, "the join state was written to its changelog"
+    latest = msgpack.unpackb(changelog[-1].value)
+    assert latest["outcome"] == "EXPIRED" and latest["second"]["account_sealed"] is None
+    assert all(b"4012888888881881" not in (r.value or b"") for r in changelog)
+
+
+async def test_duplicate_second_charges_once(system: System) -> None:
+    """(8) the 2nd request sent twice: one FI charge, one outcome."""
+    [p] = await run(system.settings, purchase("alice", [["XXXX", 2]], duplicate_second=True))
+    assert p.outcome == "APPROVED"
+    assert types(p).count("settlement-second") == 2
+    assert types(p).count("authorization") == 1
+    with sqlite3.connect(system.settings.data_dir / "issuer.sqlite") as db:
+        key = next(i for i in p.ids if i.startswith("shop-1/") and "/ref:" not in i)
+        assert db.execute("SELECT COUNT(*) FROM decisions WHERE join_key = ?",
+                          (key,)).fetchone()[0] == 1
+
+
+async def test_conflicting_first_is_audited_and_the_original_kept(system: System) -> None:
+    """(9) a 1st request resent with another amount while pending."""
+    s = system.settings
+    order_id = uuid.uuid4().hex[:10]
+    key = authenticators.join_key("shop-1", order_id)
+    for amount in (1155, 2000):
+        content = OrderContent(FIG5.items, "JPY", 55, amount)
+        await send(s, "kessai.settlement.first",
+                   FirstRequest("shop-1", order_id, order_id, Money(amount, "JPY"),
+                                "VIA_TERMINAL", content=content), key, "shop-1")
+    event = await wait_for(s, "kessai.audit", lambda m: isinstance(m, AuditEvent)
+                           and m.join_key == key and m.kind == "DUPLICATE_CONFLICT")
+    assert "original is kept" in event.detail
+
+
+async def test_issuer_decline_is_declined(system: System) -> None:
+    """(10) over bob's card limit."""
+    [p] = await run(system.settings, purchase("bob", [["MUG1", 2]]))
+    assert p.outcome == "DECLINED" and p.shop_status == "NOT_PAID"
+    result = next(h for h in p.hops if h.type == "authorization-result")
+    assert result.body["reason"] == "over_limit"
+
+
+async def test_user_authentication_failures(system: System) -> None:
+    """(11) forged signature authenticator, wrong password."""
+    forged, wrong = await run(system.settings,
+                              purchase("alice", forge_authenticator=True),
+                              purchase("bob", [["XXXX", 1]], wrong_password=True))
+    for p in (forged, wrong):
+        assert p.outcome == "AUTH_FAILED" and "authorization" not in types(p)
+
+
+async def test_channel_method_refuses_a_second_request_from_a_non_terminal(
+        system: System) -> None:
+    """(11) the authenticatable channel: only a terminal principal may speak for carol."""
+    s = system.settings
+    order_id = uuid.uuid4().hex[:10]
+    key = authenticators.join_key("shop-1", order_id)
+    await send(s, "kessai.settlement.first",
+               FirstRequest("shop-1", order_id, order_id, Money(1155, "JPY"), "VIA_TERMINAL",
+                            content=FIG5), key, "shop-1")
+    reg = keys.load_registry(s.keys_dir)
+    sealed = crypto.seal(reg.sealing["settlement"][1],
+                         authenticators.pack_account("4012888888881881", "2029-03"),
+                         authenticators.account_context(key))
+    await send(s, "kessai.settlement.second",
+               SecondRequest("shop-1", order_id, "sess-z", "carol", FIG5, Money(1155, "JPY"),
+                             "channel", account_sealed=sealed), key, "shop-2")
+    result = await wait_for(s, "kessai.payment-results",
+                            lambda m: isinstance(m, PaymentResult) and m.order_id == order_id)
+    assert result.outcome == "AUTH_FAILED"
+
+
+async def test_forged_relayed_result_is_rejected_by_the_shop(system: System) -> None:
+    """(12) a user relays a made-up APPROVED: the shop does not ship."""
+    [p] = await run(system.settings, purchase("carol", forge_relay=True))
+    assert p.shop_status == "RESULT_REJECTED"
+    assert any(h.type == "audit-event" and h.body["kind"] == "forged-result" for h in p.hops)
+
+
+async def test_same_order_id_at_two_shops_never_cross_matches(system: System) -> None:
+    """(13) R1: the join key is shop id + order id."""
+    s = system.settings
+    order_id = uuid.uuid4().hex[:10]
+    small = OrderContent([LineItem("XXXX", "ピーナッツバター", 500, 1)], "JPY", 25, 525)
+    await send(s, "kessai.settlement.first",
+               FirstRequest("shop-1", order_id, order_id, Money(525, "JPY"), "VIA_TERMINAL",
+                            content=small), authenticators.join_key("shop-1", order_id),
+               "shop-1")
+    await send(s, "kessai.settlement.first",
+               FirstRequest("shop-2", order_id, order_id, Money(1155, "JPY"), "VIA_TERMINAL",
+                            content=FIG5), authenticators.join_key("shop-2", order_id), "shop-2")
+    key2 = authenticators.join_key("shop-2", order_id)
+    reg = keys.load_registry(s.keys_dir)
+    sealed = crypto.seal(reg.sealing["settlement"][1],
+                         authenticators.pack_account("4012888888881881", "2029-03"),
+                         authenticators.account_context(key2))
+    await send(s, "kessai.settlement.second",
+               SecondRequest("shop-2", order_id, "sess-c", "carol", FIG5, Money(1155, "JPY"),
+                             "channel", account_sealed=sealed), key2, "terminal")
+    result = await wait_for(s, "kessai.payment-results",
+                            lambda m: isinstance(m, PaymentResult) and m.order_id == order_id)
+    assert result.shop_id == "shop-2" and result.outcome == "APPROVED"
+
+
+async def test_a_shop_cannot_send_a_first_request_as_another_shop(system: System) -> None:
+    """R5: the shop id must be the signer."""
+    s = system.settings
+    order_id = uuid.uuid4().hex[:10]
+    key = authenticators.join_key("shop-1", order_id)
+    await send(s, "kessai.settlement.first",
+               FirstRequest("shop-1", order_id, order_id, Money(1155, "JPY"), "VIA_TERMINAL",
+                            content=FIG5), key, "shop-2")
+    event = await wait_for(s, "kessai.audit", lambda m: isinstance(m, AuditEvent)
+                           and m.join_key == key and m.kind == "SHOP_IDENTITY")
+    assert "shop-2" in event.detail
+
+
+async def test_server_assigned_order_id_acknowledged_before_the_payment_request(
+        system: System) -> None:
+    """(14) [0027]: no payment request before the settlement server's acceptance."""
+    [p] = await run(system.settings, purchase("carol", scenario={"id_mode": "settlement"}))
+    seen = types(p)
+    assert p.outcome == "APPROVED" and p.shop_status == "PAID"
+    assert seen.index("settlement-first-accepted") < seen.index("payment-request")
+    assert p.report()["order_id"].startswith("S")
+
+
+async def test_held_account_settles_without_account_info_in_the_request(
+        system: System) -> None:
+    """(15) cl. 15: dave's account is held by the settlement server."""
+    [p] = await run(system.settings, purchase("dave"))
+    second = next(h for h in p.hops if h.type == "settlement-second")
+    assert second.body["account_sealed"] is None
+    assert p.outcome == "APPROVED"
