@@ -1,4 +1,4 @@
-"""Scratch: drive the shop and terminal handlers through a recording AgentContext."""
+"""The shop and terminal handlers driven through a recording AgentContext, without a broker."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from agents.shop import agent as shop_agent
 from agents.shop.orders import OrderDB
 from agents.terminal import agent as terminal_agent
-from kessai import authenticators, crypto, envelope, keys
+from kessai import authenticators, envelope, keys
 from kessai.clock import FakeClock
 from kessai.runtime import AgentContext, Inbound, make_app
 from kessai.settings import Settings
@@ -91,7 +91,7 @@ async def run_flow(keydir, tmp_path, scenario, cmd_kw=None, outcome="APPROVED"):
     cmd = PurchaseCommand("sess-1", "alice", "shop-1", [["XXXX", 1], ["YYYY", 1]],
                           scenario=scenario, **(cmd_kw or {}))
     await term.on_command(inbound(cmd, op))
-    (t, order_req, cid, key), = term_ctx.take()
+    (t, order_req, cid, _key), = term_ctx.take()
     assert t == "kessai.order-requests" and cid == "sess-1"
     oreq_in = inbound(order_req, term_ctx.keys["terminal"])
     await shop.on_order_request(oreq_in)
@@ -113,7 +113,7 @@ async def test_via_terminal_happy(keydir, tmp_path):
     s1 = shop_ctx.keys["shop-1"]
     await term.on_payment_request(inbound(pr, s1))
     await asyncio.sleep(0.05)
-    (t, second, cid, key), = term_ctx.take()
+    (t, second, _cid, key), = term_ctx.take()
     assert t == "kessai.settlement.second" and key == f"shop-1/{pr.order_id}"
     await term.on_payment_request(inbound(pr, s1))  # duplicate M4
     await asyncio.sleep(0.05)
@@ -128,7 +128,8 @@ async def test_via_terminal_happy(keydir, tmp_path):
     assert [(x[0], x[1].status) for x in st] == [("kessai.order-status", "PAID")]
     await shop.on_relayed_result(inbound(relays[0][1], term_ctx.keys["terminal"]))
     assert shop_ctx.take() == []
-    await shop.db.close(); await term.stop()
+    await shop.db.close()
+    await term.stop()
 
 
 async def test_forged_relay(keydir, tmp_path):
@@ -172,7 +173,7 @@ async def test_direct_both_acks(keydir, tmp_path):
 
 
 async def test_settlement_assigned_and_polls(keydir, tmp_path):
-    shop_ctx, term_ctx, shop, term, out, _, sk = await run_flow(
+    shop_ctx, _term_ctx, shop, _term, out, _, sk = await run_flow(
         keydir, tmp_path, {"result_mode": "SHOP_POLLS", "id_mode": "settlement"})
     assert [o[0] for o in out] == ["kessai.settlement.first"]
     first = out[0][1]
@@ -188,7 +189,7 @@ async def test_settlement_assigned_and_polls(keydir, tmp_path):
     assert shop_ctx.take() == []
     CLOCK.advance(1000)
     await shop.poll_due()
-    (t, inq, cid, _), = shop_ctx.take()
+    (t, _inq, cid, _), = shop_ctx.take()
     assert t == "kessai.result-inquiries" and cid == "shop-1/S-42"
     await shop.on_inquiry_answer(inbound(InquiryAnswer("shop-1", "S-42", "UNKNOWN_OR_EXPIRED"), sk))
     assert shop_ctx.take() == []
@@ -210,7 +211,7 @@ async def test_rejected_and_tamper(keydir, tmp_path):
     from schemas.v1 import Delivery, OrderRequest
     term = keys.load_actor(keydir, "terminal")
     await shop.on_order_request(inbound(OrderRequest("s", "alice", "shop-1", [["NOPE", 1]], Delivery("a", "b", "c")), term))
-    (t, st, cid, _), = shop_ctx.take()
+    (_t, st, _cid, _), = shop_ctx.take()
     assert st.status == "NOT_PAID" and "NOPE" in st.detail
     await shop.on_order_request(inbound(OrderRequest("s", "alice", "shop-1", [["XXXX", 1], ["YYYY", 1]], Delivery("a", "b", "c"), {"shop_tamper": "amount"}), term))
     out = shop_ctx.take()
