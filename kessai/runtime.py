@@ -53,6 +53,10 @@ def make_app(agent: str, settings: Settings) -> faust.App:
         datadir=str(settings.data_dir / "faust" / agent),
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
+        # Every kessai record is raw bytes (a msgpack envelope or msgpack table state); this
+        # also makes table changelogs recover without faust's default JSON codec.
+        key_serializer="raw",
+        value_serializer="raw",
     )
 
 

@@ -76,7 +76,8 @@ def register(ctx: AgentContext) -> None:
     app = ctx.app
     policy = policy_from(ctx)
     secrets = secrets_from(ctx)
-    table = app.Table("settlement-join", partitions=4, schema=faust.Schema(
+    table = app.Table("settlement-join", partitions=4, key_type=bytes, value_type=bytes,
+                      schema=faust.Schema(
         key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"))
     tick_sent: dict[str, int] = {}
 
