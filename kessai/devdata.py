@@ -44,7 +44,33 @@ USERS: tuple[DevUser, ...] = (
 # Cards known to the issuer that no dev user holds (for tests of unknown-account paths).
 EXTRA_ACCOUNTS: tuple[DevCard, ...] = (DevCard("spare", "6011111111111117", "2030-01", 50_000),)
 
-SERVICE_ACTORS: tuple[str, ...] = ("settlement", "issuer", "terminal", "operator")
+SERVICE_ACTORS: tuple[str, ...] = ("settlement", "issuer", "terminal", "operator", "relay",
+                                   "gateway", "ca")
+
+# Seeds 000/001: server wallets (one per settlement-institution group) and who has a personal
+# wallet where; the relay's preset wallet per user ([d:194]).
+WALLETS: tuple[str, ...] = ("wallet-a", "wallet-b")
+
+
+@dataclass(frozen=True)
+class WalletAccount:
+    wallet_id: str
+    user_id: str
+    password: str
+    brand: str
+    pan: str
+    expiry: str
+
+
+WALLET_ACCOUNTS: tuple[WalletAccount, ...] = (
+    WalletAccount("wallet-a", "alice", "alice-wallet-pw", "visa", "4111111111111111", "2031-12"),
+    WalletAccount("wallet-a", "carol", "carol-wallet-pw", "visa", "4012888888881881", "2029-03"),
+    WalletAccount("wallet-b", "carol", "carol-wallet-pw", "mastercard", "5555555555554444",
+                  "2030-06"),
+    WalletAccount("wallet-b", "bob", "bob-wallet-pw", "mastercard", "5555555555554444",
+                  "2030-06"),
+)
+RELAY_PRESET_WALLET: dict[str, str] = {"alice": "wallet-a"}
 
 
 def user(user_id: str) -> DevUser:

@@ -69,7 +69,7 @@ def init(directory: Path, *, force: bool = False) -> list[str]:
     (directory / "actors").mkdir(parents=True, exist_ok=True)
     os.chmod(directory / "actors", 0o700)
 
-    actors = [*devdata.SERVICE_ACTORS, *devdata.SHOPS,
+    actors = [*devdata.SERVICE_ACTORS, *devdata.SHOPS, *devdata.WALLETS,
               *(user_actor(u.user_id) for u in devdata.USERS)]
     private: dict[str, dict[str, Any]] = {}
     signing: dict[str, list[str]] = {}
@@ -80,7 +80,7 @@ def init(directory: Path, *, force: bool = False) -> list[str]:
         signing[actor] = [crypto.key_id(pub), pub.hex()]
 
     sealing: dict[str, list[str]] = {}
-    for actor in ("settlement", "issuer"):
+    for actor in ("settlement", "issuer", "gateway", "ca", *devdata.WALLETS):
         xk = crypto.new_seal_key()
         xpub = crypto.seal_public(xk)
         private[actor]["seal"] = xk.hex()
@@ -125,6 +125,8 @@ def init(directory: Path, *, force: bool = False) -> list[str]:
         for u in devdata.USERS for c in u.cards
     ] + [{"pan": c.pan, "expiry": c.expiry, "limit": c.limit_minor, "currency": c.currency}
          for c in devdata.EXTRA_ACCOUNTS]
+
+    _init_wallets(private, sealing)
 
     for actor, data in private.items():
         path = directory / "actors" / _file_name(actor)
@@ -174,3 +176,36 @@ def load_actor(directory: Path, actor: str) -> ActorKeys:
         seal_private=bytes.fromhex(seal) if seal else None,
         secrets=raw,
     )
+
+
+def _init_wallets(private: dict[str, dict[str, Any]], sealing: dict[str, list[str]]) -> None:
+    """Personal wallets on the wallet servers, with certificates the CA issued in advance
+    (seeds 000/001 [d:174]); the relay's session-token key and preset wallets."""
+    from kessai import certificates
+    from schemas.codec import to_body
+    from schemas.relay import Certificate
+
+    ca_private = bytes.fromhex(private["ca"]["signing"])
+    for wallet_id in devdata.WALLETS:
+        private[wallet_id]["users"] = {}
+    for i, acct in enumerate(devdata.WALLET_ACCOUNTS):
+        user_key = crypto.new_signing_key()
+        cert = certificates.issue(ca_private, Certificate(
+            serial=f"dev-{i + 1:04d}", user_id=acct.user_id, wallet_id=acct.wallet_id,
+            brand=acct.brand, public_key=crypto.signing_public(user_key),
+            not_after_ms=4_102_444_800_000))  # 2100-01-01: development certificates
+        salt, digest = crypto.hash_password(acct.password)
+        private[acct.wallet_id]["users"][acct.user_id] = {
+            "password_salt": salt.hex(), "password_hash": digest.hex(),
+            "brand": acct.brand, "pan": acct.pan, "expiry": acct.expiry,
+            "signing": user_key.hex(),
+            "certificate": {k: (v.hex() if isinstance(v, bytes) else v)
+                            for k, v in to_body(cert).items()},
+        }
+    private["relay"]["session_key"] = crypto.new_secret().hex()
+    private["relay"]["preset_wallet"] = dict(devdata.RELAY_PRESET_WALLET)
+    # The relay's HTTP users (a limited terminal logs in to the relay for the two-sided flow)
+    # and the demo passwords the terminal simulator types in.
+    private["terminal"]["wallet_passwords"] = {
+        f"{a.wallet_id}/{a.user_id}": a.password for a in devdata.WALLET_ACCOUNTS}
+    del sealing  # sealing keys for wallets/gateway/ca were made with the others
