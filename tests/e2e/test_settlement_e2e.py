@@ -15,9 +15,11 @@ from kessai.money import Money
 from schemas.v1 import (
     AuditEvent,
     FirstRequest,
+    InquiryAnswer,
     LineItem,
     OrderContent,
     PaymentResult,
+    ResultInquiry,
     SecondRequest,
 )
 from tests.e2e.bus import purchase, read_all, run, send, types, wait_for
@@ -34,6 +36,8 @@ async def test_happy_path_in_each_result_mode(system: System, mode: str) -> None
     """(1) 1st then 2nd, approved, and the shop learns it the way its mode says."""
     [p] = await run(system.settings, purchase("alice", scenario={"result_mode": mode}))
     assert p.outcome == "APPROVED" and p.shop_status == "PAID"
+    first = next(h for h in p.hops if h.type == "settlement-first")
+    assert first.body["user_ref"] == "alice"  # cl. 50: the id names the order and the user
     seen = types(p)
     assert seen.index("settlement-first") < seen.index("payment-request") \
         < seen.index("settlement-second") < seen.index("authorization")
@@ -252,3 +256,28 @@ async def test_held_account_settles_without_account_info_in_the_request(
     second = next(h for h in p.hops if h.type == "settlement-second")
     assert second.body["account_sealed"] is None
     assert p.outcome == "APPROVED"
+
+
+async def test_inquiry_about_another_shops_order_is_denied(system: System) -> None:
+    """R30 / cl. 26: only the shop that owns an order may ask the history about it."""
+    s = system.settings
+    [p] = await run(s, purchase("carol", scenario={"result_mode": "SHOP_POLLS"}))
+    assert p.outcome == "APPROVED"
+    key = next(i for i in p.ids if i.startswith("shop-1/") and "/ref:" not in i)
+    order_id = key.split("/", 1)[1]
+    await send(s, "kessai.result-inquiries", ResultInquiry("shop-1", order_id), key, "shop-2")
+    answer = await wait_for(s, "kessai.result-inquiries.answers",
+                            lambda m: isinstance(m, InquiryAnswer) and m.order_id == order_id
+                            and m.outcome == "DENIED")
+    assert answer.amount is None
+    event = await wait_for(s, "kessai.audit", lambda m: isinstance(m, AuditEvent)
+                           and m.join_key == key and m.kind == "INQUIRY_DENIED")
+    assert "shop-2" in event.detail
+
+
+async def test_expired_card_is_declined_by_the_issuer(system: System) -> None:
+    """cl. 2 / [0017]: the FI host checks the card itself."""
+    [p] = await run(system.settings, purchase("alice", [["XXXX", 1]], card="expired"))
+    assert p.outcome == "DECLINED"
+    result = next(h for h in p.hops if h.type == "authorization-result")
+    assert result.body["reason"] == "expired_card"
