@@ -75,6 +75,7 @@ class Inbound:
     partition: int
     offset: int
     key: bytes | None
+    raw: bytes = b""  # the record value exactly as it arrived (for dead letters)
 
     @property
     def message(self) -> Any:
@@ -155,7 +156,7 @@ class AgentContext:
         except KessaiError as exc:
             await self.dead_letter(exc.code, str(exc), m.topic, m.partition, m.offset, raw, m.key)
             return None
-        return Inbound(opened, m.topic, m.partition, m.offset, m.key)
+        return Inbound(opened, m.topic, m.partition, m.offset, m.key, raw)
 
     async def inbound(self, stream: faust.StreamT) -> AsyncIterator[Inbound]:
         async for event in stream.events():
