@@ -5,6 +5,8 @@
   who does not know the key cannot forge it ([0043]).
 - user result authenticator (cl. 11/28): HMAC with the key shared with the user.
 - user request authenticator (cl. 10/27): the user's Ed25519 signature over the 2nd request.
+- seeds 000/001: the user's signature over the SET payment request and the context that seals
+  its card to the payment gateway.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import msgpack
 from kessai import crypto
 from kessai.money import Money
 from schemas.codec import to_body
+from schemas.relay import SetPaymentRequest
 from schemas.v1 import SecondRequest
 
 
@@ -76,3 +79,18 @@ def pack_account(pan: str, expiry: str) -> bytes:
 def unpack_account(raw: bytes) -> tuple[str, str]:
     m = msgpack.unpackb(raw)
     return str(m["pan"]), str(m["expiry"])
+
+
+# Seeds 000/001 (SET-style server wallet): the payment request ⑪ the wallet builds for the
+# payment gateway. The card is sealed to the gateway, so the shop that carries the request
+# cannot read it (R14, R40); the user's wallet-held key signs the request (R40, R41).
+def gateway_card_context(txn_id: str) -> bytes:
+    """HPKE ``info`` for ``SetPaymentRequest.card_sealed``: opens only at the gateway, only
+    for this transaction."""
+    return b"kessai/gateway-card/v1\x00" + txn_id.encode()
+
+
+def set_request_signing_bytes(request: SetPaymentRequest) -> bytes:
+    """What the user's payment key signs: the request without ``user_signature``."""
+    body = to_body(dataclasses.replace(request, user_signature=b""))
+    return b"kessai/set-payment-request/v1\x00" + msgpack.packb(body, use_bin_type=True)

@@ -8,7 +8,8 @@ with a reason, which the settlement server records as APPROVED / DECLINED.
 
 Steps for every record:
 1. ``ctx.inbound`` verified the envelope (bad bytes, signatures, staleness → dead letters).
-2. Only an ``Authorization`` signed by the settlement server is admitted; anything else is
+2. Only an ``Authorization`` signed by the settlement server (seed 003) or the payment
+   gateway (seeds 000/001, whose join keys are ``gw/<txn id>``) is admitted; anything else is
    dead-lettered. Dead letters (not audit events) because they keep the original record, so
    an operator can inspect or replay it: nothing is lost (DESIGN §3).
 3. The account info is opened with the issuer's sealing key, bound to this join key. If it
@@ -37,15 +38,19 @@ ACTORS = ["issuer"]
 AUTHORIZATIONS = "kessai.authorizations"
 RESULTS = "kessai.authorization-results"
 LEDGER_FILE = "issuer.sqlite"
-TRUSTED_SENDER = "settlement"
+TRUSTED_SENDERS = frozenset({"settlement", "gateway"})
 
 
 def admission_problem(message: Any, sender: str, correlation_id: str) -> str | None:
     """Why a verified record is not an authorization this issuer may act on (None: it is)."""
     if not isinstance(message, Authorization):
         return "unexpected_type"
-    if sender != TRUSTED_SENDER:
+    if sender not in TRUSTED_SENDERS:
         return "unauthorized_sender"
+    # Each sender owns its join keys (the gateway's are "gw/<txn id>"), so neither can take
+    # the ledger's one decision for an order of the other.
+    if (sender == "gateway") != message.join_key.startswith("gw/"):
+        return "foreign_join_key"
     # The result is keyed by join_key; a mismatch would answer a different order.
     if message.join_key != correlation_id:
         return "join_key_mismatch"

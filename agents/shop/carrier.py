@@ -1,0 +1,96 @@
+"""The shop as the SET merchant between wallet and payment gateway (seeds 000/001 ⑪, ⑫).
+
+"the payment request ... to the payment GW 70 through the shop server 50" and the approval
+response back "through the shop server" ([d:204-206], claim 1). The shop only carries:
+
+1. ⑪  a wallet's ``SetPaymentRequest`` (``kessai.shop.payment-requests``) → the wallet's
+      signed envelope, unchanged, in a ``ForwardedPaymentRequest`` to the gateway
+      (``kessai.gateway.payment-requests``), signed as the shop the request names. The card
+      inside is sealed to the gateway: the shop cannot read it (R14, R40).
+2. ⑫  the gateway's ``ApprovalResponse`` (``kessai.shop.approvals``) → its signed envelope,
+      unchanged, in a ``ForwardedApproval`` to the wallet (``kessai.wallet.inbox``). The shop
+      cannot forge it: the wallet checks the gateway's signature.
+
+Both steps are stateless, so a redelivered record is forwarded again; the gateway and the
+wallet are idempotent per transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from kessai import devdata, envelope
+from kessai.runtime import AgentContext, Inbound
+from schemas.relay import (
+    ApprovalResponse,
+    ForwardedApproval,
+    ForwardedPaymentRequest,
+    SetPaymentRequest,
+)
+
+log = logging.getLogger("kessai.shop")
+
+PAYMENT_REQUESTS = "kessai.shop.payment-requests"
+GATEWAY_REQUESTS = "kessai.gateway.payment-requests"
+APPROVALS = "kessai.shop.approvals"
+WALLET_INBOX = "kessai.wallet.inbox"
+WALLETS = frozenset(devdata.WALLETS)
+GATEWAY = "gateway"
+
+
+@dataclass
+class Carrier:
+    ctx: AgentContext
+
+    # 1. ⑪ wallet → shop → gateway.
+    async def on_payment_request(self, inbound: Inbound) -> None:
+        req = inbound.message
+        if not isinstance(req, SetPaymentRequest) or inbound.sender not in WALLETS \
+                or inbound.sender != req.wallet_id:
+            await self.ctx.audit("unexpected-sender", _txn(inbound),
+                                 f"{inbound.opened.envelope.type} from {inbound.sender!r} "
+                                 "is not a wallet's payment request; not forwarded")
+            return
+        if req.shop_id not in self.ctx.keys:
+            await self.ctx.audit("unknown-shop", req.txn_id,
+                                 f"payment request for shop {req.shop_id!r}, not served here")
+            return
+        log.info("shop %s: payment request for txn %s → gateway", req.shop_id, req.txn_id)
+        await self.ctx.emit(GATEWAY_REQUESTS, ForwardedPaymentRequest(
+            req.txn_id, envelope.encode(inbound.opened.envelope)), req.txn_id,
+            sender=req.shop_id)
+
+    # 2. ⑫ gateway → shop → wallet.
+    async def on_approval(self, inbound: Inbound) -> None:
+        resp = inbound.message
+        if not isinstance(resp, ApprovalResponse) or inbound.sender != GATEWAY:
+            await self.ctx.audit("unexpected-sender", _txn(inbound),
+                                 f"{inbound.opened.envelope.type} from {inbound.sender!r} "
+                                 "is not the gateway's approval; not forwarded")
+            return
+        if resp.shop_id not in self.ctx.keys:
+            await self.ctx.audit("unknown-shop", resp.txn_id,
+                                 f"approval for shop {resp.shop_id!r}, not served here")
+            return
+        log.info("shop %s: approval response for txn %s → wallet %s", resp.shop_id,
+                 resp.txn_id, resp.wallet_id)
+        await self.ctx.emit(WALLET_INBOX, ForwardedApproval(
+            resp.txn_id, resp.wallet_id, envelope.encode(inbound.opened.envelope)),
+            resp.txn_id, sender=resp.shop_id)
+
+
+def _txn(inbound: Inbound) -> str:
+    return inbound.opened.envelope.correlation_id
+
+
+Consume = Callable[[AgentContext, str, str, Callable[[Inbound], Awaitable[None]]], None]
+
+
+def register(ctx: AgentContext, consume: Consume) -> Carrier:
+    """Attach the two carrying consumers (``consume`` is the shop worker's safe consumer)."""
+    carrier = Carrier(ctx)
+    consume(ctx, "shop-payment-requests", PAYMENT_REQUESTS, carrier.on_payment_request)
+    consume(ctx, "shop-approvals", APPROVALS, carrier.on_approval)
+    return carrier
