@@ -8,14 +8,11 @@ the wallet server (the CA cannot open those). No card number is stored.
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
-
 import aiosqlite
 import msgpack
 
 from kessai import envelope
-from kessai.errors import KessaiError
+from kessai.stores import SqliteStore
 from schemas.codec import from_body
 from schemas.relay import AuthenticationInformation, CAContents
 
@@ -34,37 +31,11 @@ CREATE TABLE IF NOT EXISTS issued (
 Issued = tuple[AuthenticationInformation, CAContents]
 
 
-class CAStore:
+class CAStore(SqliteStore):
     """One SQLite file, opened on first use; ``close()`` at shutdown."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._db: aiosqlite.Connection | None = None
-        self._closed = False
-        self._lock = asyncio.Lock()
-
-    async def _conn(self) -> aiosqlite.Connection:
-        if self._db is None:
-            if self._closed:
-                raise KessaiError("the CA store is closed (worker shutting down)")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = await aiosqlite.connect(str(self.path), isolation_level=None)
-            try:
-                await db.execute("PRAGMA journal_mode=WAL")
-                await db.execute("PRAGMA busy_timeout=5000")
-                await db.executescript(_SCHEMA)
-            except BaseException:
-                await db.close()
-                raise
-            self._db = db
-        return self._db
-
-    async def close(self) -> None:
-        async with self._lock:
-            self._closed = True
-            if self._db is not None:
-                await self._db.close()
-                self._db = None
+    SCHEMA = _SCHEMA
+    NAME = "CA store"
 
     async def _get(self, db: aiosqlite.Connection, request_id: str) -> Issued | None:
         async with db.execute("SELECT information, contents FROM issued WHERE request_id = ?",

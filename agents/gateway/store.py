@@ -12,14 +12,10 @@ it needs it.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
-from pathlib import Path
 
-import aiosqlite
-
-from kessai.errors import KessaiError
 from kessai.money import Money
+from kessai.stores import SqliteStore
 from schemas.relay import ApprovalResponse
 
 AUTHORIZING = "authorizing"
@@ -71,37 +67,11 @@ class Txn:
                                 self.reason, self.amount, self.auth_code)
 
 
-class GatewayStore:
+class GatewayStore(SqliteStore):
     """One SQLite file, opened on first use; ``close()`` at shutdown."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._db: aiosqlite.Connection | None = None
-        self._closed = False
-        self._lock = asyncio.Lock()
-
-    async def _conn(self) -> aiosqlite.Connection:
-        if self._db is None:
-            if self._closed:
-                raise KessaiError("the gateway store is closed (worker shutting down)")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = await aiosqlite.connect(str(self.path), isolation_level=None)
-            try:
-                await db.execute("PRAGMA journal_mode=WAL")
-                await db.execute("PRAGMA busy_timeout=5000")
-                await db.executescript(_SCHEMA)
-            except BaseException:
-                await db.close()
-                raise
-            self._db = db
-        return self._db
-
-    async def close(self) -> None:
-        async with self._lock:
-            self._closed = True
-            if self._db is not None:
-                await self._db.close()
-                self._db = None
+    SCHEMA = _SCHEMA
+    NAME = "gateway store"
 
     async def _one(self, where: str, value: str) -> Txn | None:
         db = await self._conn()

@@ -14,7 +14,6 @@ the session's state, so a redelivered message never moves a session twice.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ import aiosqlite
 import msgpack
 
 from agents.wallet.sessions import Session
-from kessai.errors import KessaiError
+from kessai.stores import SqliteStore
 from schemas.codec import from_body, to_body
 from schemas.relay import Certificate
 
@@ -118,44 +117,21 @@ def _unpack_cert(raw: bytes) -> Certificate:
     return from_body(Certificate, msgpack.unpackb(raw, raw=False))
 
 
-class WalletStore:
+class WalletStore(SqliteStore):
     """One SQLite file, opened (and seeded) on first use; ``close()`` at shutdown."""
 
+    SCHEMA = _SCHEMA
+    NAME = "wallet store"
+
     def __init__(self, path: Path, seed: Iterable[tuple[User, Card]] = ()) -> None:
-        self.path = Path(path)
+        super().__init__(path)
         self._seed = list(seed)
-        self._db: aiosqlite.Connection | None = None
-        self._closed = False
-        # One connection serves every coroutine of the worker; SQLite transactions belong to
-        # the connection, so statements that belong together run under this lock.
-        self._lock = asyncio.Lock()
 
-    async def _conn(self) -> aiosqlite.Connection:
-        if self._db is None:
-            if self._closed:
-                raise KessaiError("the wallet store is closed (worker shutting down)")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = await aiosqlite.connect(str(self.path), isolation_level=None)
-            try:
-                await db.execute("PRAGMA journal_mode=WAL")
-                await db.execute("PRAGMA busy_timeout=5000")
-                await db.executescript(_SCHEMA)
-                # Seeding keeps what is there: enrolments and sessions survive a restart.
-                for user, card in self._seed:
-                    await self._insert_user(db, user)
-                    await self._put_card(db, card, replace=False)
-            except BaseException:
-                await db.close()
-                raise
-            self._db = db
-        return self._db
-
-    async def close(self) -> None:
-        async with self._lock:
-            self._closed = True
-            if self._db is not None:
-                await self._db.close()
-                self._db = None
+    async def _on_open(self, db: aiosqlite.Connection) -> None:
+        # Seeding keeps what is there: enrolments and sessions survive a restart.
+        for user, card in self._seed:
+            await self._insert_user(db, user)
+            await self._put_card(db, card, replace=False)
 
     # -- personal wallets --------------------------------------------------------------
     @staticmethod

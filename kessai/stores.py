@@ -1,0 +1,56 @@
+"""The durable records that are not partition state (DESIGN §4): one SQLite file per agent
+process, opened on first use (so importing and constructing do no I/O), closed at shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import ClassVar
+
+import aiosqlite
+
+from kessai.errors import KessaiError
+
+
+class SqliteStore:
+    """Base for the agents' aiosqlite stores.
+
+    One connection serves every coroutine of the worker; SQLite transactions belong to the
+    connection, so statements that belong together run under ``self._lock``.
+    """
+
+    SCHEMA: ClassVar[str] = ""
+    NAME: ClassVar[str] = "store"
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._db: aiosqlite.Connection | None = None
+        self._closed = False
+        self._lock = asyncio.Lock()
+
+    async def _on_open(self, db: aiosqlite.Connection) -> None:
+        """Called once after the schema exists (subclasses seed here)."""
+
+    async def _conn(self) -> aiosqlite.Connection:
+        if self._db is None:
+            if self._closed:
+                raise KessaiError(f"the {self.NAME} is closed (worker shutting down)")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = await aiosqlite.connect(str(self.path), isolation_level=None)
+            try:
+                await db.execute("PRAGMA journal_mode=WAL")
+                await db.execute("PRAGMA busy_timeout=5000")
+                await db.executescript(self.SCHEMA)
+                await self._on_open(db)
+            except BaseException:
+                await db.close()
+                raise
+            self._db = db
+        return self._db
+
+    async def close(self) -> None:
+        async with self._lock:
+            self._closed = True
+            if self._db is not None:
+                await self._db.close()
+                self._db = None
