@@ -5,8 +5,6 @@ settlement host's answer back as the approval response (R16), and idempotent red
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 
@@ -19,10 +17,8 @@ from agents.shop import carrier
 from agents.wallet.request import payment_request
 from agents.wallet.store import Card, seed_from_secrets
 from kessai import certificates, crypto, envelope, keys
-from kessai.clock import FakeClock
 from kessai.errors import ConfigError
-from kessai.runtime import AgentContext, Inbound, make_app
-from kessai.settings import Settings
+from kessai.runtime import Inbound
 from schemas.relay import (
     ApprovalResponse,
     ForwardedApproval,
@@ -30,8 +26,8 @@ from schemas.relay import (
     PaymentInformation,
 )
 from schemas.v1 import Authorization, AuthorizationResult, LineItem, OrderContent
+from tests.recording import CLOCK, context, inbound, signed
 
-CLOCK = FakeClock()
 AUTHORIZATIONS = "kessai.authorizations"
 APPROVALS = "kessai.shop.approvals"
 CONTENT = OrderContent([LineItem("XXXX", "Peanut butter", 500, 1),
@@ -39,60 +35,11 @@ CONTENT = OrderContent([LineItem("XXXX", "Peanut butter", 500, 1),
 ALICE_PAN = "4111111111111111"
 
 
-@dataclass
-class Sent:
-    topic: str
-    msg: Any
-    key: str
-    sender: str
-    raw: bytes
-
-
-@dataclass
-class Rec(AgentContext):
-    """Signs what the agent emits, as the runtime would, and keeps it."""
-
-    sent: list[Sent] = field(default_factory=list)
-    dead: list[Any] = field(default_factory=list)
-
-    async def emit(self, topic, msg, correlation_id, *, key=None, partition=None, sender=None):
-        k = self.actor_keys(sender)
-        env = envelope.seal_envelope(msg, correlation_id, k, self.clock)
-        self.sent.append(Sent(topic, msg, key or correlation_id, k.actor, envelope.encode(env)))
-
-    async def dead_letter(self, *a, **k):
-        self.dead.append(a)
-
-    def take(self, topic=None) -> list[Sent]:
-        out = [s for s in self.sent if topic is None or s.topic == topic]
-        self.sent = [s for s in self.sent if s not in out]
-        return out
-
-
 @pytest.fixture(scope="module")
 def keydir(tmp_path_factory):
     d = tmp_path_factory.mktemp("keys")
     keys.init(d)
     return d
-
-
-def context(keydir, tmp_path, name, actors) -> Rec:
-    settings = Settings(keys_dir=keydir, data_dir=tmp_path)
-    return Rec(name, make_app(name, settings), settings, keys.load_registry(keydir),
-               {a: keys.load_actor(keydir, a) for a in actors}, clock=CLOCK)
-
-
-_offset = [0]
-
-
-def signed(msg, actor_keys, cid="c") -> bytes:
-    return envelope.encode(envelope.seal_envelope(msg, cid, actor_keys, CLOCK))
-
-
-def inbound(raw: bytes, registry, topic="t") -> Inbound:
-    opened = envelope.open_record(raw, registry)
-    _offset[0] += 1
-    return Inbound(opened, topic, 0, _offset[0], opened.envelope.correlation_id.encode(), raw)
 
 
 class World:

@@ -6,8 +6,6 @@ signed (R40), and the approval forwarded back (R16)."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 
@@ -16,10 +14,8 @@ from agents.wallet import contents
 from agents.wallet.contexts import wallet_password_context
 from agents.wallet.store import WalletStore, seed_from_secrets
 from kessai import authenticators, certificates, crypto, devdata, envelope, keys
-from kessai.clock import FakeClock
 from kessai.errors import SealError
-from kessai.runtime import AgentContext, Inbound, make_app
-from kessai.settings import Settings
+from kessai.runtime import Inbound
 from schemas.relay import (
     ApprovalResponse,
     ForwardedApproval,
@@ -31,43 +27,14 @@ from schemas.relay import (
     WalletPaymentInformation,
 )
 from schemas.v1 import LineItem, OrderContent
+from tests import recording
+from tests.recording import CLOCK, Sent, context, signed
 
-CLOCK = FakeClock()
 CONTENTS = "kessai.relay.wallet-contents"
 REQUESTS = "kessai.shop.payment-requests"
 CONTENT = OrderContent([LineItem("XXXX", "Peanut <butter>", 500, 1),
                         LineItem("YYYY", "Grape jelly", 600, 1)], "JPY", 55, 1155)
 ALICE_PAN = "4111111111111111"
-
-
-@dataclass
-class Sent:
-    topic: str
-    msg: Any
-    key: str
-    sender: str
-    raw: bytes
-
-
-@dataclass
-class Rec(AgentContext):
-    """Signs what the agent emits, as the runtime would, and keeps it."""
-
-    sent: list[Sent] = field(default_factory=list)
-    dead: list[Any] = field(default_factory=list)
-
-    async def emit(self, topic, msg, correlation_id, *, key=None, partition=None, sender=None):
-        k = self.actor_keys(sender)
-        env = envelope.seal_envelope(msg, correlation_id, k, self.clock)
-        self.sent.append(Sent(topic, msg, key or correlation_id, k.actor, envelope.encode(env)))
-
-    async def dead_letter(self, *a, **k):
-        self.dead.append(a)
-
-    def take(self, topic=None) -> list[Sent]:
-        out = [s for s in self.sent if topic is None or s.topic == topic]
-        self.sent = [s for s in self.sent if s not in out]
-        return out
 
 
 @pytest.fixture(scope="module")
@@ -77,23 +44,8 @@ def keydir(tmp_path_factory):
     return d
 
 
-def context(keydir, tmp_path, name, actors) -> Rec:
-    settings = Settings(keys_dir=keydir, data_dir=tmp_path)
-    return Rec(name, make_app(name, settings), settings, keys.load_registry(keydir),
-               {a: keys.load_actor(keydir, a) for a in actors}, clock=CLOCK)
-
-
-_offset = [0]
-
-
-def signed(msg, actor_keys, cid="c") -> bytes:
-    return envelope.encode(envelope.seal_envelope(msg, cid, actor_keys, CLOCK))
-
-
 def inbound(raw: bytes, registry, topic="kessai.wallet.inbox") -> Inbound:
-    opened = envelope.open_record(raw, registry)
-    _offset[0] += 1
-    return Inbound(opened, topic, 0, _offset[0], opened.envelope.correlation_id.encode(), raw)
+    return recording.inbound(raw, registry, topic)
 
 
 class World:
