@@ -11,4 +11,8 @@ AGENTS: dict[str, str] = {
     "issuer": "agents.issuer.agent",
     "shop": "agents.shop.agent",
     "terminal": "agents.terminal.agent",
+    "wallet": "agents.wallet.agent",
+    "gateway": "agents.gateway.agent",
+    "ca": "agents.ca.agent",
+    "relay": "agents.relay.agent",
 }

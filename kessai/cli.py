@@ -61,8 +61,16 @@ def parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="run a handful of purchases and print their journeys")
     _common(d)
-    d.add_argument("flow", nargs="?", default="settlement", choices=["settlement"])
+    d.add_argument("flow", nargs="?", default="settlement", choices=["settlement", "relay"],
+                   help="settlement: the seed-003 purchases; relay: one purchase from a "
+                   "simulated phone through the relay (seeds 000/001)")
     d.add_argument("--json", action="store_true")
+    d.add_argument("--profile", default="phone",
+                   help="relay flow: the terminal profile (phone, game, pc)")
+    d.add_argument("--user", default="alice", help="relay flow: a user with a preset wallet")
+    d.add_argument("--shop-url", help="relay flow: the shop's HTTP front "
+                   "(default http://127.0.0.1:$KESSAI_SHOP_HTTP_PORT, port 8450)")
+    d.add_argument("--timeout", type=float, default=60.0)
 
     pay = sub.add_parser("pay", help="drive one purchase and print its journey")
     _common(pay)
@@ -155,6 +163,10 @@ def dispatch(args: argparse.Namespace) -> int | None:
         from kessai.journey import run_pay
 
         return run_pay(args, settings_from(args))
+    if cmd == "demo" and args.flow == "relay":
+        from kessai.relay_demo import run_relay_demo
+
+        return run_relay_demo(args, settings_from(args))
     if cmd == "demo":
         from kessai.journey import run_demo
 

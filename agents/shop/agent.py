@@ -28,7 +28,8 @@ from typing import Any
 
 import faust
 
-from agents.shop import pricing
+from agents.shop import carrier, pricing, procedure
+from agents.shop import http as shop_http
 from agents.shop.orders import AWAITING_PAYMENT, PENDING_ACK, Order, OrderDB
 from agents.shop.results import RESULT_REJECTED, Verdict, judge_answer, judge_result
 from agents.shop.scenario import Scenario
@@ -333,6 +334,11 @@ def register(ctx: AgentContext) -> None:
         await shop.db.close()
 
     ctx.app.on_before_shutdown.connect(close_db)  # type: ignore[arg-type]  # mode's stubs reject handlers
+
+    # Seeds 000/001: the payment processing section (④→⑤) and the HTTP front (①②).
+    carts = procedure.register(ctx, shop.db, _consume)
+    carrier.register(ctx, _consume)  # ⑪ wallet → gateway, ⑫ gateway → wallet
+    shop_http.register(ctx, carts)
 
 
 def _consume(ctx: AgentContext, name: str, topic: str, handler: Handler) -> None:

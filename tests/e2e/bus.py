@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import Any
 
+import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from kessai import envelope, keys
@@ -82,3 +83,19 @@ async def wait_for(settings: Settings, topic: str, predicate: Any, timeout: floa
                 return msg
         await asyncio.sleep(0.5)
     raise TimeoutError(f"nothing matching on {topic} within {timeout}s")
+
+
+async def relay_up(system: Any, timeout: float = 60.0) -> None:
+    """Both HTTP fronts answer (they start with their workers, after the Ready mark)."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        for url in (f"{system.relay_url}/", f"{system.shop_url}/"):
+            while True:
+                try:
+                    async with http.get(url):
+                        break  # any answer: the server listens
+                except aiohttp.ClientError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{url} does not answer")
+                await asyncio.sleep(0.5)

@@ -7,6 +7,7 @@ inside them.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ E2E_TIMINGS = {
 class System:
     settings: Settings
     workers: dict[str, WorkerProc]
+    relay_url: str = ""  # the relay's HTTP server 43 (seeds 000/001)
+    shop_url: str = ""  # the shop's HTTP front (①②)
 
     def kill(self, agent: str) -> None:
         """kill -9: no clean shutdown, no final commit."""
@@ -47,6 +50,12 @@ class System:
 
     def logs(self) -> dict[str, str]:
         return {n: w.log_path.read_text(errors="replace") for n, w in self.workers.items()}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def wait_ready(workers: list[WorkerProc], timeout: float = 90.0) -> None:
@@ -67,14 +76,17 @@ def system(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
     s = settings.with_(data_dir=Path(tmp_path_factory.mktemp("system")), **E2E_TIMINGS)
     asyncio.run(create_all(s))
-    env = {**os.environ, **s.child_env(), "KESSAI_SHOP_POLL_MS": "1000"}
+    relay_port, shop_port = free_port(), free_port()
+    env = {**os.environ, **s.child_env(), "KESSAI_SHOP_POLL_MS": "1000",
+           "KESSAI_RELAY_PORT": str(relay_port), "KESSAI_SHOP_HTTP_PORT": str(shop_port)}
     workers = {name: WorkerProc(name, s.data_dir / "logs" / f"{name}.log", env)
                for name in AGENTS}
     for w in workers.values():
         w.start()
     try:
         wait_ready(list(workers.values()))
-        yield System(s, workers)
+        yield System(s, workers, f"http://127.0.0.1:{relay_port}",
+                     f"http://127.0.0.1:{shop_port}")
     finally:
         for w in workers.values():
             w.stop()

@@ -1,0 +1,1 @@
+"""The relay server for limited terminals (seeds 000/001): see docs/relay.md."""
