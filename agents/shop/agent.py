@@ -337,7 +337,7 @@ def register(ctx: AgentContext) -> None:
 
     # Seeds 000/001: the payment processing section (④→⑤) and the HTTP front (①②).
     carts = procedure.register(ctx, shop.db, _consume)
-    carrier.register(ctx, _consume)  # ⑪ wallet → gateway, ⑫ gateway → wallet
+    carrier.register(ctx, _consume, shop.db)  # ⑪ wallet → gateway, ⑫ gateway → wallet
     shop_http.register(ctx, carts)
 
 

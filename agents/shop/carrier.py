@@ -11,8 +11,9 @@ response back "through the shop server" ([d:204-206], claim 1). The shop only ca
       unchanged, in a ``ForwardedApproval`` to the wallet (``kessai.wallet.inbox``). The shop
       cannot forge it: the wallet checks the gateway's signature.
 
-Both steps are stateless, so a redelivered record is forwarded again; the gateway and the
-wallet are idempotent per transaction.
+Forwarding is stateless, so a redelivered record is forwarded again; the gateway and the
+wallet are idempotent per transaction. The gateway's signed approval also settles the shop's
+own order: PAID only for an approval of exactly the order's amount (ship only then).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from agents.shop.orders import OrderDB
 from kessai import devdata, envelope
+from kessai.authenticators import join_key
 from kessai.runtime import AgentContext, Inbound
 from schemas.relay import (
     ApprovalResponse,
@@ -29,6 +32,7 @@ from schemas.relay import (
     ForwardedPaymentRequest,
     SetPaymentRequest,
 )
+from schemas.v1 import OrderStatus
 
 log = logging.getLogger("kessai.shop")
 
@@ -36,6 +40,7 @@ PAYMENT_REQUESTS = "kessai.shop.payment-requests"
 GATEWAY_REQUESTS = "kessai.gateway.payment-requests"
 APPROVALS = "kessai.shop.approvals"
 WALLET_INBOX = "kessai.wallet.inbox"
+ORDER_STATUS = "kessai.order-status"
 WALLETS = frozenset(devdata.WALLETS)
 GATEWAY = "gateway"
 
@@ -43,6 +48,7 @@ GATEWAY = "gateway"
 @dataclass
 class Carrier:
     ctx: AgentContext
+    orders: OrderDB | None = None
 
     # 1. ⑪ wallet → shop → gateway.
     async def on_payment_request(self, inbound: Inbound) -> None:
@@ -79,6 +85,25 @@ class Carrier:
         await self.ctx.emit(WALLET_INBOX, ForwardedApproval(
             resp.txn_id, resp.wallet_id, envelope.encode(inbound.opened.envelope)),
             resp.txn_id, sender=resp.shop_id)
+        await self._settle_order(resp)
+
+    async def _settle_order(self, resp: ApprovalResponse) -> None:
+        if self.orders is None:
+            return
+        order = await self.orders.by_session(resp.shop_id, resp.txn_id)
+        if order is None:
+            await self.ctx.audit("unknown-order", resp.txn_id,
+                                 "approval for a transaction the shop has no order for",
+                                 sender=resp.shop_id)
+            return
+        paid = resp.approved and resp.amount == order.amount
+        status = "PAID" if paid else "NOT_PAID"
+        outcome = "APPROVED" if resp.approved else "DECLINED"
+        detail = "" if paid or not resp.approved else "approved amount differs from the order"
+        if await self.orders.finalise(resp.shop_id, order.order_id, status, outcome):
+            await self.ctx.emit(ORDER_STATUS, OrderStatus(
+                resp.shop_id, order.order_id, resp.txn_id, status, outcome, detail),
+                join_key(resp.shop_id, order.order_id), sender=resp.shop_id)
 
 
 def _txn(inbound: Inbound) -> str:
@@ -88,9 +113,9 @@ def _txn(inbound: Inbound) -> str:
 Consume = Callable[[AgentContext, str, str, Callable[[Inbound], Awaitable[None]]], None]
 
 
-def register(ctx: AgentContext, consume: Consume) -> Carrier:
+def register(ctx: AgentContext, consume: Consume, orders: OrderDB | None = None) -> Carrier:
     """Attach the two carrying consumers (``consume`` is the shop worker's safe consumer)."""
-    carrier = Carrier(ctx)
+    carrier = Carrier(ctx, orders)
     consume(ctx, "shop-payment-requests", PAYMENT_REQUESTS, carrier.on_payment_request)
     consume(ctx, "shop-approvals", APPROVALS, carrier.on_approval)
     return carrier

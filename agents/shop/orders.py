@@ -152,6 +152,10 @@ class OrderDB:
     async def by_ref(self, shop_id: str, request_ref: str) -> Order | None:
         return await self._one("WHERE shop_id = ? AND request_ref = ?", (shop_id, request_ref))
 
+    async def by_session(self, shop_id: str, session: str) -> Order | None:
+        """The order of a terminal session (for relay orders: the transaction id)."""
+        return await self._one("WHERE shop_id = ? AND session = ?", (shop_id, session))
+
     async def get(self, shop_id: str, order_id: str) -> Order | None:
         if not order_id:
             return None

@@ -118,6 +118,10 @@ async def test_set_purchase_from_a_phone(system: System) -> None:
     traffic = [m for m in await _bodies(s, "kessai.relay.terminal-traffic")
                if isinstance(m, TerminalTraffic) and m.txn_id == txn]
     assert {m.path for m in traffic} >= {"/pay", "/login", "/conditions", "/approve"}
+    # The shop ships only on the gateway's signed approval of exactly the order's amount.
+    paid = await wait_for(s, "kessai.order-status", lambda m: isinstance(m, OrderStatus)
+                          and m.session == txn and m.status == "PAID", timeout=STEP_S)
+    assert paid.shop_id == info.shop_id and paid.order_id == info.order_id
 
 
 async def _bodies(settings: Any, topic: str) -> list[Any]:
