@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,3 +163,37 @@ class AgentContext:
             accepted = await self.accept(event)
             if accepted is not None:
                 yield accepted
+
+
+Handler = Callable[[Inbound], Awaitable[None]]
+
+
+async def run_safely(ctx: AgentContext, inbound: Inbound, handler: Handler) -> None:
+    """Run ``handler``; if it fails, dead-letter the record instead of stopping the worker.
+
+    Only kessai errors (whose messages never hold secrets) are quoted; others by class name,
+    and without a traceback, since a third-party exception text could quote a secret.
+    """
+    try:
+        await handler(inbound)
+    except Exception as exc:
+        log.error("%s: handling %s from %s[%d]@%d failed: %s", ctx.name,
+                  inbound.opened.envelope.type, inbound.topic, inbound.partition,
+                  inbound.offset, type(exc).__name__)
+        detail = str(exc) if isinstance(exc, KessaiError) else type(exc).__name__
+        try:
+            await ctx.dead_letter("handler_failed", detail, inbound.topic, inbound.partition,
+                                  inbound.offset, inbound.raw
+                                  or envelope.encode(inbound.opened.envelope), inbound.key)
+        except Exception:
+            log.error("%s: the dead letter could not be written either", ctx.name)
+
+
+def consume(ctx: AgentContext, name: str, topic: str, handler: Handler) -> None:
+    """Attach a faust agent that feeds every accepted record of ``topic`` to ``handler``."""
+
+    async def agent(stream: faust.StreamT) -> None:
+        async for inbound in ctx.inbound(stream):
+            await run_safely(ctx, inbound, handler)
+
+    ctx.app.agent(ctx.topic(topic), name=name)(agent)

@@ -29,7 +29,6 @@ import hashlib
 import logging
 from typing import Any
 
-import faust
 import msgpack
 
 from agents.ca import contents, rules
@@ -37,8 +36,8 @@ from agents.ca.contexts import ca_card_context, unpack_registration
 from agents.ca.store import CAStore
 from agents.wallet.contexts import wallet_enrol_context
 from kessai import authenticators, certificates, crypto, devdata, envelope
-from kessai.errors import ConfigError, KessaiError, SealError
-from kessai.runtime import AgentContext, Inbound
+from kessai.errors import ConfigError, SealError
+from kessai.runtime import AgentContext, Inbound, consume
 from schemas.relay import AuthenticationInformation, CAContents, CARegistration, Certificate
 
 log = logging.getLogger("kessai.ca")
@@ -141,24 +140,7 @@ def register(ctx: AgentContext) -> None:
     """Attach the registration consumer; the issuance record opens on first use."""
     ca = CA(ctx, CAStore(ctx.settings.data_dir / STORE_FILE))
 
-    async def consume(stream: faust.StreamT[Any]) -> None:
-        async for inbound in ctx.inbound(stream):
-            try:
-                await ca.on_registration(inbound)
-            except Exception as exc:
-                log.exception("ca: handling %s from %s[%d]@%d failed",
-                              inbound.opened.envelope.type, inbound.topic, inbound.partition,
-                              inbound.offset)
-                detail = str(exc) if isinstance(exc, KessaiError) else type(exc).__name__
-                try:
-                    await ctx.dead_letter("handler_failed", detail, inbound.topic,
-                                          inbound.partition, inbound.offset,
-                                          envelope.encode(inbound.opened.envelope),
-                                          inbound.key)
-                except Exception:
-                    log.exception("ca: the dead letter could not be written either")
-
-    ctx.app.agent(ctx.topic(REGISTRATIONS), name="ca-registrations")(consume)
+    consume(ctx, "ca-registrations", REGISTRATIONS, ca.on_registration)
 
     async def close_store(sender: Any, **kwargs: Any) -> None:
         await ca.store.close()

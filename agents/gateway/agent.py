@@ -31,15 +31,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import faust
-
 from agents.gateway import checks
 from agents.gateway.checks import Accepted, Declined, NotARequest
 from agents.gateway.routing import GatewayPolicy
 from agents.gateway.store import GatewayStore, Txn
 from kessai import authenticators, crypto, envelope
-from kessai.errors import ConfigError, KessaiError
-from kessai.runtime import AgentContext, Inbound
+from kessai.errors import ConfigError
+from kessai.runtime import AgentContext, Inbound, consume
 from schemas.relay import ApprovalResponse, ForwardedPaymentRequest
 from schemas.v1 import Authorization, AuthorizationResult
 
@@ -156,8 +154,8 @@ def register(ctx: AgentContext) -> None:
                           f"with 'kessai keys init --force {ctx.settings.keys_dir}'")
     gateway = Gateway(ctx, GatewayStore(ctx.settings.data_dir / STORE_FILE),
                       GatewayPolicy.from_env(), keys.seal_private)
-    _consume(ctx, "gateway-payment-requests", PAYMENT_REQUESTS, gateway.on_payment_request)
-    _consume(ctx, "gateway-authorization-results", AUTH_RESULTS,
+    consume(ctx, "gateway-payment-requests", PAYMENT_REQUESTS, gateway.on_payment_request)
+    consume(ctx, "gateway-authorization-results", AUTH_RESULTS,
              gateway.on_authorization_result)
 
     async def close_store(sender: Any, **kwargs: Any) -> None:
@@ -168,23 +166,6 @@ def register(ctx: AgentContext) -> None:
 
 Handler = Callable[[Inbound], Awaitable[None]]
 
-
-def _consume(ctx: AgentContext, name: str, topic: str, handler: Handler) -> None:
-    async def consume(stream: faust.StreamT[Any]) -> None:
-        async for inbound in ctx.inbound(stream):
-            try:
-                await handler(inbound)
-            except Exception as exc:
-                log.exception("gateway: handling %s from %s[%d]@%d failed",
-                              inbound.opened.envelope.type, inbound.topic, inbound.partition,
-                              inbound.offset)
-                detail = str(exc) if isinstance(exc, KessaiError) else type(exc).__name__
-                try:
-                    await _dead_letter(ctx, inbound, "handler_failed", detail)
-                except Exception:
-                    log.exception("gateway: the dead letter could not be written either")
-
-    ctx.app.agent(ctx.topic(topic), name=name)(consume)
 
 
 async def _dead_letter(ctx: AgentContext, inbound: Inbound, reason: str,

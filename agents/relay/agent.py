@@ -32,9 +32,6 @@ import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from itertools import product
-from typing import Any
-
-import faust
 
 from agents.relay import flow, sessions
 from agents.relay.config import RelayConfig
@@ -45,9 +42,8 @@ from agents.relay.store import RelayDB, RelaySession
 from agents.relay.templates import MissingItem, extract
 from agents.relay.waiting import Waiters
 from agents.wallet.contexts import wallet_password_context
-from kessai import crypto, devdata, envelope
-from kessai.errors import KessaiError
-from kessai.runtime import AgentContext, Inbound
+from kessai import crypto, devdata
+from kessai.runtime import AgentContext, Inbound, consume
 from schemas.relay import (
     PaymentInformation,
     ProcedureRequest,
@@ -347,39 +343,12 @@ def register(ctx: AgentContext) -> None:
     two_sided = TwoSided(ctx, db, config, waiters)
     enrolment = Enrolment(ctx, db, config, waiters)
 
-    _consume(ctx, "relay-payment-information", PAYMENT_INFORMATION,
+    consume(ctx, "relay-payment-information", PAYMENT_INFORMATION,
              relay.on_payment_information)
-    _consume(ctx, "relay-wallet-contents", WALLET_CONTENTS, relay.on_wallet_contents)
-    _consume(ctx, "relay-order-status", ORDER_STATUS, relay.on_order_status)
-    _consume(ctx, "relay-ca-contents", enrolment.TOPIC, enrolment.on_ca_contents)
-    _consume(ctx, "relay-wakeups", two_sided.WAKEUPS, two_sided.on_payment_request)
-    _consume(ctx, "relay-payment-results", two_sided.RESULTS, two_sided.on_payment_result)
+    consume(ctx, "relay-wallet-contents", WALLET_CONTENTS, relay.on_wallet_contents)
+    consume(ctx, "relay-order-status", ORDER_STATUS, relay.on_order_status)
+    consume(ctx, "relay-ca-contents", enrolment.TOPIC, enrolment.on_ca_contents)
+    consume(ctx, "relay-wakeups", two_sided.WAKEUPS, two_sided.on_payment_request)
+    consume(ctx, "relay-payment-results", two_sided.RESULTS, two_sided.on_payment_result)
     http.register(ctx, http.Front(relay, two_sided, enrolment), config, on_stopped=db.close)
-
-
-def _consume(ctx: AgentContext, name: str, topic: str, handler: Handler) -> None:
-    async def consume(stream: faust.StreamT[Any]) -> None:
-        async for inbound in ctx.inbound(stream):
-            await _safely(ctx, inbound, handler)
-
-    ctx.app.agent(ctx.topic(topic), name=name)(consume)
-
-
-async def _safely(ctx: AgentContext, inbound: Inbound, handler: Handler) -> None:
-    """Run ``handler``; if it fails, dead-letter the record instead of stopping the worker.
-
-    Only kessai errors (whose messages never hold secrets) are quoted; others by class name.
-    """
-    try:
-        await handler(inbound)
-    except Exception as exc:
-        log.error("relay: handling %s from %s[%d]@%d failed: %s", inbound.opened.envelope.type,
-                  inbound.topic, inbound.partition, inbound.offset, type(exc).__name__)
-        detail = str(exc) if isinstance(exc, KessaiError) else type(exc).__name__
-        try:
-            await ctx.dead_letter("handler_failed", detail, inbound.topic, inbound.partition,
-                                  inbound.offset, envelope.encode(inbound.opened.envelope),
-                                  inbound.key)
-        except Exception:
-            log.error("relay: the dead letter could not be written either")
 

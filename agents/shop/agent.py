@@ -26,18 +26,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import faust
-
 from agents.shop import carrier, pricing, procedure
 from agents.shop import http as shop_http
 from agents.shop.orders import AWAITING_PAYMENT, PENDING_ACK, Order, OrderDB
 from agents.shop.results import RESULT_REJECTED, Verdict, judge_answer, judge_result
 from agents.shop.scenario import Scenario
-from kessai import canonical, devdata, envelope
+from kessai import canonical, devdata
 from kessai.authenticators import join_key
 from kessai.errors import ConfigError, KessaiError
 from kessai.money import Money
-from kessai.runtime import AgentContext, Inbound
+from kessai.runtime import AgentContext, Inbound, consume
 from schemas.v1 import (
     FirstAccepted,
     FirstRequest,
@@ -315,11 +313,11 @@ Handler = Callable[[Inbound], Awaitable[None]]
 def register(ctx: AgentContext) -> None:
     """Attach the shop's consumers and its result-inquiry timer to ``ctx.app``."""
     shop = Shop(ctx, OrderDB(ctx.settings.data_dir / "shop.sqlite"), PollPolicy.from_env())
-    _consume(ctx, "shop-order-requests", ORDER_REQUESTS, shop.on_order_request)
-    _consume(ctx, "shop-first-acks", FIRST_ACKS, shop.on_first_accepted)
-    _consume(ctx, "shop-payment-results", RESULTS, shop.on_payment_result)
-    _consume(ctx, "shop-relayed-results", RELAYED, shop.on_relayed_result)
-    _consume(ctx, "shop-inquiry-answers", ANSWERS, shop.on_inquiry_answer)
+    consume(ctx, "shop-order-requests", ORDER_REQUESTS, shop.on_order_request)
+    consume(ctx, "shop-first-acks", FIRST_ACKS, shop.on_first_accepted)
+    consume(ctx, "shop-payment-results", RESULTS, shop.on_payment_result)
+    consume(ctx, "shop-relayed-results", RELAYED, shop.on_relayed_result)
+    consume(ctx, "shop-inquiry-answers", ANSWERS, shop.on_inquiry_answer)
 
     async def result_inquiries() -> None:
         try:
@@ -336,30 +334,7 @@ def register(ctx: AgentContext) -> None:
     ctx.app.on_before_shutdown.connect(close_db)  # type: ignore[arg-type]  # mode's stubs reject handlers
 
     # Seeds 000/001: the payment processing section (④→⑤) and the HTTP front (①②).
-    carts = procedure.register(ctx, shop.db, _consume)
-    carrier.register(ctx, _consume, shop.db)  # ⑪ wallet → gateway, ⑫ gateway → wallet
+    carts = procedure.register(ctx, shop.db, consume)
+    carrier.register(ctx, consume, shop.db)  # ⑪ wallet → gateway, ⑫ gateway → wallet
     shop_http.register(ctx, carts)
 
-
-def _consume(ctx: AgentContext, name: str, topic: str, handler: Handler) -> None:
-    async def consume(stream: faust.StreamT[Any]) -> None:
-        async for inbound in ctx.inbound(stream):
-            await _safely(ctx, inbound, handler)
-
-    ctx.app.agent(ctx.topic(topic), name=name)(consume)
-
-
-async def _safely(ctx: AgentContext, inbound: Inbound, handler: Handler) -> None:
-    """Run ``handler``; if it fails, dead-letter the record instead of stopping the worker."""
-    try:
-        await handler(inbound)
-    except Exception as exc:
-        log.exception("shop: handling %s from %s[%d]@%d failed", inbound.opened.envelope.type,
-                      inbound.topic, inbound.partition, inbound.offset)
-        detail = str(exc) if isinstance(exc, KessaiError) else type(exc).__name__
-        try:
-            await ctx.dead_letter("handler_failed", detail, inbound.topic, inbound.partition,
-                                  inbound.offset, envelope.encode(inbound.opened.envelope),
-                                  inbound.key)
-        except Exception:
-            log.exception("shop: the dead letter could not be written either")

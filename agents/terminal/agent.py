@@ -24,13 +24,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import faust
-
 from agents.terminal import wallet
-from kessai import devdata, envelope
+from kessai import devdata
 from kessai.authenticators import join_key
 from kessai.errors import KessaiError
-from kessai.runtime import AgentContext, Inbound
+from kessai.runtime import AgentContext, Inbound, consume
 from schemas.v1 import OrderRequest, PaymentRequest, PaymentResult, PurchaseCommand
 
 log = logging.getLogger("kessai.terminal")
@@ -211,39 +209,12 @@ Handler = Callable[[Inbound], Awaitable[None]]
 def register(ctx: AgentContext) -> None:
     """Attach the terminal's consumers to ``ctx.app``."""
     terminal = Terminal(ctx)
-    _consume(ctx, "terminal-commands", COMMANDS, terminal.on_command)
-    _consume(ctx, "terminal-wakeups", WAKEUPS, terminal.on_payment_request)
-    _consume(ctx, "terminal-payment-results", RESULTS, terminal.on_payment_result)
+    consume(ctx, "terminal-commands", COMMANDS, terminal.on_command)
+    consume(ctx, "terminal-wakeups", WAKEUPS, terminal.on_payment_request)
+    consume(ctx, "terminal-payment-results", RESULTS, terminal.on_payment_result)
 
     async def stop(sender: Any, **kwargs: Any) -> None:
         await terminal.stop()
 
     ctx.app.on_before_shutdown.connect(stop)  # type: ignore[arg-type]  # mode's stubs reject handlers
 
-
-def _consume(ctx: AgentContext, name: str, topic: str, handler: Handler) -> None:
-    async def consume(stream: faust.StreamT[Any]) -> None:
-        async for inbound in ctx.inbound(stream):
-            await _safely(ctx, inbound, handler)
-
-    ctx.app.agent(ctx.topic(topic), name=name)(consume)
-
-
-async def _safely(ctx: AgentContext, inbound: Inbound, handler: Handler) -> None:
-    """Run ``handler``; if it fails, dead-letter the record instead of stopping the worker.
-
-    Only kessai errors (whose messages never hold secrets) are quoted; others by class name.
-    """
-    try:
-        await handler(inbound)
-    except Exception as exc:
-        log.error("terminal: handling %s from %s[%d]@%d failed: %s",
-                  inbound.opened.envelope.type, inbound.topic, inbound.partition,
-                  inbound.offset, type(exc).__name__)
-        detail = str(exc) if isinstance(exc, KessaiError) else type(exc).__name__
-        try:
-            await ctx.dead_letter("handler_failed", detail, inbound.topic, inbound.partition,
-                                  inbound.offset, envelope.encode(inbound.opened.envelope),
-                                  inbound.key)
-        except Exception:
-            log.error("terminal: the dead letter could not be written either")

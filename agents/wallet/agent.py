@@ -34,7 +34,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import faust
 import msgpack
 
 from agents.wallet import checks, contents, sessions
@@ -44,8 +43,8 @@ from agents.wallet.request import payment_request
 from agents.wallet.sessions import Session
 from agents.wallet.store import WalletStore, seed_from_secrets
 from kessai import crypto, devdata, envelope
-from kessai.errors import ConfigError, KessaiError, SealError
-from kessai.runtime import AgentContext, Inbound
+from kessai.errors import ConfigError, SealError
+from kessai.runtime import AgentContext, Inbound, consume
 from schemas.codec import from_body
 from schemas.relay import (
     AuthenticationInformation,
@@ -352,11 +351,7 @@ def register(ctx: AgentContext) -> None:
         seed += seed_from_secrets(wallet_id, ctx.actor_keys(wallet_id).secrets.get("users", {}))
     wallet = Wallet(ctx, WalletStore(ctx.settings.data_dir / STORE_FILE, seed))
 
-    async def consume(stream: faust.StreamT[Any]) -> None:
-        async for inbound in ctx.inbound(stream):
-            await _safely(ctx, inbound, wallet.on_inbox)
-
-    ctx.app.agent(ctx.topic(INBOX), name="wallet-inbox")(consume)
+    consume(ctx, "wallet-inbox", INBOX, wallet.on_inbox)
 
     async def close_store(sender: Any, **kwargs: Any) -> None:
         await wallet.store.close()
@@ -370,19 +365,3 @@ async def _dead_letter(ctx: AgentContext, inbound: Inbound, reason: str,
                           detail or f"{inbound.opened.envelope.type} from {inbound.sender}",
                           inbound.topic, inbound.partition, inbound.offset,
                           envelope.encode(inbound.opened.envelope), inbound.key)
-
-
-async def _safely(ctx: AgentContext, inbound: Inbound,
-                  handler: Callable[[Inbound], Awaitable[None]]) -> None:
-    """Run ``handler``; if it fails, dead-letter the record instead of stopping the worker."""
-    try:
-        await handler(inbound)
-    except Exception as exc:
-        log.exception("wallet: handling %s from %s[%d]@%d failed",
-                      inbound.opened.envelope.type, inbound.topic, inbound.partition,
-                      inbound.offset)
-        detail = str(exc) if isinstance(exc, KessaiError) else type(exc).__name__
-        try:
-            await _dead_letter(ctx, inbound, "handler_failed", detail)
-        except Exception:
-            log.exception("wallet: the dead letter could not be written either")
