@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Self
 
 import aiosqlite
 
@@ -54,3 +54,48 @@ class SqliteStore:
             if self._db is not None:
                 await self._db.close()
                 self._db = None
+
+
+class SqliteDB:
+    """Base for stores that commit explicitly (implicit transactions, ``commit()`` per write).
+
+    Open with ``await db.open()`` or ``async with``; a closed store opens again on next use.
+    Several workers may share a data directory: WAL and a busy timeout let them take turns
+    instead of failing on a locked file.
+    """
+
+    SCHEMA: ClassVar[str] = ""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._conn: aiosqlite.Connection | None = None
+        self._opening = asyncio.Lock()
+
+    async def open(self) -> Self:
+        async with self._opening:
+            if self._conn is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = await aiosqlite.connect(self.path)
+                await conn.execute("PRAGMA journal_mode=WAL")
+                await conn.execute("PRAGMA busy_timeout=5000")
+                await conn.executescript(self.SCHEMA)
+                await conn.commit()
+                self._conn = conn
+        return self
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await conn.close()
+
+    async def _db(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            await self.open()
+        assert self._conn is not None
+        return self._conn
+
+    async def __aenter__(self) -> Self:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

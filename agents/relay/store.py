@@ -14,15 +14,13 @@ same step (a double press, two relay workers) move the session once and send one
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import aiosqlite
+from kessai.stores import SqliteDB
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -88,36 +86,10 @@ def _wire(name: str, value: Any) -> Any:
     return json.dumps(value, ensure_ascii=False) if name in _JSON else value
 
 
-class RelayDB:
+class RelayDB(SqliteDB):
     """Relay sessions. Open with ``await db.open()``; close with ``close()``."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._conn: aiosqlite.Connection | None = None
-        self._opening = asyncio.Lock()
-
-    async def open(self) -> RelayDB:
-        async with self._opening:
-            if self._conn is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = await aiosqlite.connect(self.path)
-                await conn.execute("PRAGMA journal_mode=WAL")
-                await conn.execute("PRAGMA busy_timeout=5000")
-                await conn.executescript(_SCHEMA)
-                await conn.commit()
-                self._conn = conn
-        return self
-
-    async def close(self) -> None:
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            await conn.close()
-
-    async def _db(self) -> aiosqlite.Connection:
-        if self._conn is None:
-            await self.open()
-        assert self._conn is not None
-        return self._conn
+    SCHEMA = _SCHEMA
 
     async def create(self, session: RelaySession) -> None:
         db = await self._db()

@@ -7,13 +7,12 @@ URLs of terminals without cookies), and a cart belongs to one shop.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import msgpack
+
+from kessai.stores import SqliteDB
 
 MAX_LINES = 20
 MAX_QUANTITY = 99
@@ -53,36 +52,10 @@ def added(items: list[list[Any]], code: str, quantity: int) -> list[list[Any]]:
     return [*out, [code, quantity]]
 
 
-class CartDB:
+class CartDB(SqliteDB):
     """Carts by (shop, cart id). Open with ``await db.open()``; close with ``close()``."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._conn: aiosqlite.Connection | None = None
-        self._opening = asyncio.Lock()
-
-    async def open(self) -> CartDB:
-        async with self._opening:
-            if self._conn is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = await aiosqlite.connect(self.path)
-                await conn.execute("PRAGMA journal_mode=WAL")
-                await conn.execute("PRAGMA busy_timeout=5000")
-                await conn.executescript(_SCHEMA)
-                await conn.commit()
-                self._conn = conn
-        return self
-
-    async def close(self) -> None:
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            await conn.close()
-
-    async def _db(self) -> aiosqlite.Connection:
-        if self._conn is None:
-            await self.open()
-        assert self._conn is not None
-        return self._conn
+    SCHEMA = _SCHEMA
 
     async def get(self, shop_id: str, cart_id: str) -> list[list[Any]] | None:
         """The cart's ``[[product code, quantity], ...]``, or None if the shop has no such cart."""

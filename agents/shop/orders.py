@@ -10,17 +10,14 @@ Status of an order: ``PENDING_ACK`` (settlement-assigned id not yet known, [0027
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
-from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-import aiosqlite
 import msgpack
 
 from agents.shop.results import FINAL
 from kessai.money import Money
+from kessai.stores import SqliteDB
 from schemas.codec import from_body, to_body
 from schemas.v1 import OrderContent
 
@@ -85,45 +82,10 @@ def _row_to_order(row: Any) -> Order:
                  next_poll_ms)
 
 
-class OrderDB:
+class OrderDB(SqliteDB):
     """The order DB. Open it with ``await db.open()`` or ``async with OrderDB(path) as db``."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._conn: aiosqlite.Connection | None = None
-        self._opening = asyncio.Lock()
-
-    async def open(self) -> OrderDB:
-        async with self._opening:
-            if self._conn is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = await aiosqlite.connect(self.path)
-                # Several shop workers may share a data directory: WAL and a busy timeout let
-                # them take turns instead of failing on a locked file.
-                await conn.execute("PRAGMA journal_mode=WAL")
-                await conn.execute("PRAGMA busy_timeout=5000")
-                await conn.executescript(_SCHEMA)
-                await conn.commit()
-                self._conn = conn
-        return self
-
-    async def close(self) -> None:
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            await conn.close()
-
-    async def __aenter__(self) -> OrderDB:
-        return await self.open()
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        await self.close()
-
-    async def _db(self) -> aiosqlite.Connection:
-        if self._conn is None:
-            await self.open()
-        assert self._conn is not None
-        return self._conn
+    SCHEMA = _SCHEMA
 
     async def _one(self, sql: str, params: tuple[Any, ...]) -> Order | None:
         db = await self._db()
