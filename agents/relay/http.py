@@ -38,7 +38,7 @@ from agents.relay.enrol import Enrolment
 from agents.relay.profiles import UnknownProfile
 from agents.relay.store import RelaySession
 from agents.relay.twosided import TwoSided
-from kessai import devdata
+from kessai import devdata, http
 from kessai.runtime import AgentContext
 from schemas.relay import TerminalTraffic
 
@@ -247,23 +247,4 @@ def _where(session: RelaySession | None, path: str) -> str:
 def register(ctx: AgentContext, front: Front, config: RelayConfig,
              on_stopped: Callable[[], Awaitable[Any]]) -> None:
     """Serve the front from the relay worker; stop it (then ``on_stopped``) on shutdown."""
-    # No access log: page URLs carry session strings.
-    runner = web.AppRunner(front.app(), access_log=None)
-
-    @ctx.app.task
-    async def serve() -> None:
-        await runner.setup()
-        site = web.TCPSite(runner, config.host, config.port)
-        try:
-            await site.start()
-        except OSError as exc:
-            log.error("relay HTTP server not started on %s:%d: %s", config.host, config.port,
-                      exc.strerror or exc)
-            return
-        log.info("relay HTTP server on http://%s:%d/", config.host, config.port)
-
-    async def stop(sender: Any, **kwargs: Any) -> None:
-        await runner.cleanup()
-        await on_stopped()
-
-    ctx.app.on_before_shutdown.connect(stop)  # type: ignore[arg-type]  # mode's stubs reject handlers
+    http.serve(ctx, front.app(), config.host, config.port, "relay HTTP server", on_stopped)

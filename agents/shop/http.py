@@ -23,7 +23,7 @@ from aiohttp import web
 
 from agents.shop import pricing
 from agents.shop.carts import CartDB, added, new_cart_id
-from kessai import devdata
+from kessai import devdata, http
 from kessai.errors import ConfigError
 from kessai.money import Money
 from kessai.runtime import AgentContext
@@ -229,22 +229,4 @@ def register(ctx: AgentContext, carts: CartDB) -> None:
     """Serve the shop's HTTP front from the shop worker; stop it (and the carts) on shutdown."""
     config = FrontConfig.from_env()
     front = ShopFront(ctx, carts, config)
-    runner = web.AppRunner(front.app(), access_log=None)  # URLs carry cart ids: keep logs clean
-
-    @ctx.app.task
-    async def serve() -> None:
-        await runner.setup()
-        site = web.TCPSite(runner, config.host, config.port)
-        try:
-            await site.start()
-        except OSError as exc:
-            log.error("shop HTTP front not started on %s:%d: %s", config.host, config.port,
-                      exc.strerror or exc)
-            return
-        log.info("shop HTTP front on http://%s:%d/", config.host, config.port)
-
-    async def stop(sender: Any, **kwargs: Any) -> None:
-        await runner.cleanup()
-        await carts.close()
-
-    ctx.app.on_before_shutdown.connect(stop)  # type: ignore[arg-type]  # mode's stubs reject handlers
+    http.serve(ctx, front.app(), config.host, config.port, "shop HTTP front", carts.close)
