@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 
 from agents import AGENTS
-from kessai.settings import Settings
+from kessai.settings import Settings, Waits
 from topics.catalogue import CATALOGUE, JOIN_PARTITIONS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,7 +54,9 @@ def replicas(agent: str) -> int:
 
 def worker_env() -> dict[str, str]:
     """The environment of every worker: ``Settings.child_env()`` with container paths."""
-    env = Settings(bootstrap=BOOTSTRAP).child_env()
+    # Apache Kafka answers a waiting fetch as soon as data arrives: Kafka's own waits.
+    env = Settings(bootstrap=BOOTSTRAP, broker_kind="kafka",
+                   waits=Waits.for_kind("kafka")).child_env()
     env.update(KESSAI_KEYS=KEYS_DIR, KESSAI_DATA=DATA_DIR)
     return dict(sorted(env.items()))
 

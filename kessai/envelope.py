@@ -2,7 +2,11 @@
 
 Wire form (msgpack map): ``v`` schema version, ``t`` message type, ``id`` message id,
 ``cid`` correlation id, ``s`` sender actor, ``ts`` created-at (ms), ``kid`` signing key id,
-``b`` body (msgpack bytes), ``sig`` Ed25519 signature.
+``b`` body (msgpack bytes), ``sig`` Ed25519 signature, ``tr`` trace id (one per purchase,
+carried across every hop and flow; issue 6 item 6).
+
+A record emitted while a handler runs inherits the trace of the record being handled
+(:data:`CURRENT_TRACE`, set by the door); a record emitted outside any handler starts a trace.
 
 The signature covers a domain-separation prefix, the header fields and the body bytes, so no
 field can be changed or moved between envelopes without detection.
@@ -10,6 +14,7 @@ field can be changed or moved between envelopes without detection.
 
 from __future__ import annotations
 
+import contextvars
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +36,14 @@ from schemas.codec import from_body, message_class, to_body
 DOMAIN = b"kessai/envelope/v1\x00"
 HEADER_TYPE = "kessai-type"
 HEADER_CID = "kessai-correlation-id"
+HEADER_TRACE = "kessai-trace-id"
+
+#: The trace of the record being handled; what :func:`seal_envelope` stamps by default.
+CURRENT_TRACE: contextvars.ContextVar[str] = contextvars.ContextVar("kessai_trace", default="")
+
+
+def new_trace_id() -> str:
+    return uuid.uuid4().hex
 
 
 @dataclass(frozen=True)
@@ -44,18 +57,20 @@ class Envelope:
     kid: str
     body: bytes
     signature: bytes
+    trace_id: str = ""
 
     def signed_bytes(self) -> bytes:
         return signed_bytes(self.version, self.type, self.id, self.correlation_id, self.sender,
-                            self.created_ms, self.kid, self.body)
+                            self.created_ms, self.kid, self.body, self.trace_id)
 
     def headers(self) -> list[tuple[str, bytes]]:
-        return [(HEADER_TYPE, self.type.encode()), (HEADER_CID, self.correlation_id.encode())]
+        return [(HEADER_TYPE, self.type.encode()), (HEADER_CID, self.correlation_id.encode()),
+                (HEADER_TRACE, self.trace_id.encode())]
 
 
 def signed_bytes(version: int, type_: str, id_: str, cid: str, sender: str, created_ms: int,
-                 kid: str, body: bytes) -> bytes:
-    header = msgpack.packb([version, type_, id_, cid, sender, created_ms, kid])
+                 kid: str, body: bytes, trace_id: str = "") -> bytes:
+    header = msgpack.packb([version, type_, id_, cid, sender, created_ms, kid, trace_id])
     return DOMAIN + header + body
 
 
@@ -63,11 +78,16 @@ def pack_body(obj: Any) -> bytes:
     return msgpack.packb(to_body(obj), use_bin_type=True)
 
 
-def seal_envelope(obj: Any, correlation_id: str, keys: ActorKeys, clock: Clock) -> Envelope:
-    """Sign ``obj`` (a registered message) into an envelope from ``keys.actor``."""
+def seal_envelope(obj: Any, correlation_id: str, keys: ActorKeys, clock: Clock,
+                  trace_id: str | None = None) -> Envelope:
+    """Sign ``obj`` (a registered message) into an envelope from ``keys.actor``.
+
+    The trace is ``trace_id``, else the trace of the record being handled, else a new one.
+    """
     body = pack_body(obj)
+    trace = trace_id or CURRENT_TRACE.get() or new_trace_id()
     env = Envelope(obj.VERSION, obj.TYPE, uuid.uuid4().hex, correlation_id, keys.actor,
-                   clock.now_ms(), keys.kid, body, b"")
+                   clock.now_ms(), keys.kid, body, b"", trace)
     sig = crypto.sign(keys.signing_private, env.signed_bytes())
     return Envelope(**{**env.__dict__, "signature": sig})
 
@@ -76,7 +96,7 @@ def encode(env: Envelope) -> bytes:
     return msgpack.packb({
         "v": env.version, "t": env.type, "id": env.id, "cid": env.correlation_id,
         "s": env.sender, "ts": env.created_ms, "kid": env.kid, "b": env.body,
-        "sig": env.signature,
+        "sig": env.signature, "tr": env.trace_id,
     }, use_bin_type=True)
 
 
@@ -93,8 +113,11 @@ def decode(raw: bytes) -> Envelope:
     for name, tp in spec.items():
         if not isinstance(m.get(name), tp) or isinstance(m.get(name), bool):
             raise DecodeError(f"envelope field {name!r} missing or not {tp.__name__}")
+    trace = m.get("tr", "")
+    if not isinstance(trace, str):
+        raise DecodeError("envelope field 'tr' is not str")
     return Envelope(m["v"], m["t"], m["id"], m["cid"], m["s"], m["ts"], m["kid"], m["b"],
-                    m["sig"])
+                    m["sig"], trace)
 
 
 def verify(env: Envelope, registry: Registry) -> None:

@@ -22,7 +22,7 @@ def serve(ctx: AgentContext, app: web.Application, host: str, port: int, what: s
     """
     runner = web.AppRunner(app, access_log=None)
 
-    @ctx.app.task
+    @ctx.on_start
     async def start() -> None:
         await runner.setup()
         site = web.TCPSite(runner, host, port)
@@ -33,8 +33,7 @@ def serve(ctx: AgentContext, app: web.Application, host: str, port: int, what: s
             return
         log.info("%s on http://%s:%d/", what, host, port)
 
-    async def stop(sender: Any, **kwargs: Any) -> None:
+    @ctx.on_stop
+    async def stop() -> None:
         await runner.cleanup()
         await on_stopped()
-
-    ctx.app.on_before_shutdown.connect(stop)  # type: ignore[arg-type]  # mode's stubs reject handlers

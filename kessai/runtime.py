@@ -1,28 +1,36 @@
-"""Where agents meet topics: a faust app per worker, the verified inbound door, the emitter.
+"""Where agents meet topics: the agent context, split along its seams.
 
-Everything faust-specific lives here and in the agents' ``register`` functions; message types,
-codec, crypto and stores know nothing of faust.
+- :class:`Emitter` signs and sends (and writes audit events and dead letters);
+- :class:`kessai.door.Door` admits every inbound record into the declared handlers;
+- a *host* carries the worker's lifecycle: consumers, state tables, timers, start and stop.
+  :class:`FaustHost` is the production host (a faust app per worker); the in-memory bus
+  (:mod:`kessai.membus`) is the other, for tests that run whole flows without a broker.
 
-Delivery is at-least-once (faust ``at_least_once``): an offset is committed only after the
-handler ran and the records it emitted were attached to the event, so a crash re-delivers and
-the handlers' effects must be (and are) idempotent.
+An agent's ``register(ctx)`` only declares: handlers (``ctx.handle``), tables
+(``ctx.table``), timers (``ctx.every``), start/stop hooks. It never touches faust.
+
+Delivery is at-least-once: an offset is committed only after the handler ran, the records it
+emitted and the table writes it made were acknowledged by the broker (:mod:`kessai.transport`),
+so a crash re-delivers and the handlers' effects must be (and are) idempotent.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import faust
 
 from kessai import envelope
 from kessai.clock import Clock, SystemClock
-from kessai.errors import KessaiError, ReplayedMessage
+from kessai.door import Door, Inbound
+from kessai.errors import ConfigError, KessaiError
+from kessai.handlers import Handler, Routes, actor_kind
 from kessai.keys import ActorKeys, Registry
 from kessai.settings import Settings
+from kessai.transport import KessaiApp
 from schemas.v1 import AuditEvent, DeadLetter
 from topics.catalogue import by_name
 
@@ -31,10 +39,16 @@ log = logging.getLogger("kessai")
 DEAD_LETTERS = "kessai.dead-letters"
 AUDIT = "kessai.audit"
 
+__all__ = ["AUDIT", "DEAD_LETTERS", "AgentContext", "FaustHost", "Handler", "Inbound",
+           "make_app"]
 
-def make_app(agent: str, settings: Settings) -> faust.App:
+Send = Callable[[str, bytes, bytes, "int | None", list[tuple[str, bytes]]], Awaitable[None]]
+Hook = Callable[[], Awaitable[None]]
+
+
+def make_app(agent: str, settings: Settings) -> KessaiApp:
     """A faust app for one agent type; its group id is shared by all workers of that type."""
-    return faust.App(
+    app = KessaiApp(
         f"kessai-{agent}",
         broker=f"kafka://{settings.bootstrap}",
         store="memory://",  # tables rebuild from their changelog topics on start
@@ -45,7 +59,9 @@ def make_app(agent: str, settings: Settings) -> faust.App:
         broker_rebalance_timeout=settings.rebalance_timeout_s,
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=1.0,
-        broker_commit_interval=0.5,
+        broker_commit_interval=settings.waits.commit_interval_ms / 1000,
+        broker_max_poll_records=settings.waits.max_poll_records,
+        producer_linger=settings.waits.linger_ms / 1000,
         topic_partitions=4,
         topic_replication_factor=1,
         table_standby_replicas=1,
@@ -58,65 +74,195 @@ def make_app(agent: str, settings: Settings) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
     )
+    app.kessai_waits = settings.waits
+    return app
 
 
-def raw_topic(app: faust.App, name: str) -> faust.TopicT:
-    spec = by_name(name)
-    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw",
-                     value_serializer="raw", partitions=spec.partitions)
+class Host(Protocol):
+    """A worker's lifecycle, as an agent sees it."""
+
+    def send(self, topic: str, key: bytes, value: bytes, partition: int | None,
+             headers: list[tuple[str, bytes]]) -> Awaitable[None]: ...
+
+    def table(self, name: str, partitions: int) -> MutableMapping[bytes, bytes]: ...
+
+    def active_partitions(self, topic: str) -> set[int]: ...
+
+    def every(self, seconds: float, fn: Hook) -> None: ...
+
+    def at_start(self, fn: Hook) -> None: ...
+
+    def at_stop(self, fn: Hook) -> None: ...
+
+    def bind(self, ctx: AgentContext) -> None: ...
 
 
-@dataclass
-class Inbound:
-    """One accepted record: the verified envelope, its message, and where it came from."""
+class FaustHost:
+    """The production host: one faust app per worker process."""
 
-    opened: envelope.Opened
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    raw: bytes = b""  # the record value exactly as it arrived (for dead letters)
-
-    @property
-    def message(self) -> Any:
-        return self.opened.message
-
-    @property
-    def sender(self) -> str:
-        return self.opened.envelope.sender
-
-
-@dataclass
-class AgentContext:
-    name: str
-    app: faust.App
-    settings: Settings
-    registry: Registry
-    keys: dict[str, ActorKeys]
-    clock: Clock = field(default_factory=SystemClock)
-    _topics: dict[str, faust.TopicT] = field(default_factory=dict)
-    _seen: collections.OrderedDict[str, tuple[str, int, int]] = field(
-        default_factory=collections.OrderedDict)
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+        self._topics: dict[str, faust.TopicT] = {}
 
     def topic(self, name: str) -> faust.TopicT:
         if name not in self._topics:
-            self._topics[name] = raw_topic(self.app, name)
+            spec = by_name(name)
+            self._topics[name] = self.app.topic(
+                name, key_type=bytes, value_type=bytes, key_serializer="raw",
+                value_serializer="raw", partitions=spec.partitions)
         return self._topics[name]
+
+    async def send(self, topic: str, key: bytes, value: bytes, partition: int | None,
+                   headers: list[tuple[str, bytes]]) -> None:
+        # Inside a stream event the record is attached to the event: it is published, and
+        # acknowledged, before the event's offset is committed.
+        await self.topic(topic).send(key=key, value=value, partition=partition,
+                                     headers=headers)
+
+    def table(self, name: str, partitions: int) -> MutableMapping[bytes, bytes]:
+        return self.app.Table(name, partitions=partitions, key_type=bytes, value_type=bytes,
+                              schema=faust.Schema(key_type=bytes, value_type=bytes,
+                                                  key_serializer="raw",
+                                                  value_serializer="raw"))
+
+    def active_partitions(self, topic: str) -> set[int]:
+        return {tp.partition for tp in self.app.assignor.assigned_actives()
+                if tp.topic == topic}
+
+    def every(self, seconds: float, fn: Hook) -> None:
+        self.app.timer(seconds, name=f"{fn.__module__}.{fn.__qualname__}")(fn)
+
+    def at_start(self, fn: Hook) -> None:
+        self.app.task(fn)
+
+    def at_stop(self, fn: Hook) -> None:
+        async def stop(sender: Any, **kwargs: Any) -> None:
+            await fn()
+
+        stop.__qualname__ = f"stop_{fn.__qualname__}"
+        self.app.on_before_shutdown.connect(stop)  # type: ignore[arg-type]  # mode's stubs
+
+    def bind(self, ctx: AgentContext) -> None:
+        """One faust agent per declared topic, every record through the door."""
+        door = ctx.door
+        for topic in ctx.routes.topics():
+            async def consume(stream: faust.StreamT, topic: str = topic) -> None:
+                async for event in stream.events():
+                    m = event.message
+                    raw = m.value if isinstance(m.value, bytes) else b""
+                    await door.receive(m.topic, m.partition, m.offset, m.key, raw)
+
+            self.app.agent(self.topic(topic),
+                           name=f"{ctx.name}-{topic.removeprefix('kessai.')}")(consume)
+
+
+class Emitter:
+    """Signs messages as one of the worker's identities and sends them."""
+
+    def __init__(self, agent: str, keys: dict[str, ActorKeys], clock: Clock,
+                 send: Send) -> None:
+        self.agent = agent
+        self.keys = keys
+        self.clock = clock
+        self._send = send
+        self._may_produce: dict[tuple[str, str], bool] = {}
 
     def actor_keys(self, actor: str | None = None) -> ActorKeys:
         if actor is None:
             if len(self.keys) != 1:
-                raise KessaiError(f"agent {self.name} holds several identities; name one")
+                raise KessaiError(f"agent {self.agent} holds several identities; name one")
             return next(iter(self.keys.values()))
         return self.keys[actor]
 
+    def check_producer(self, topic: str, actor: str) -> None:
+        """The catalogue must name the actor's kind among the topic's producers."""
+        allowed = self._may_produce.get((topic, actor))
+        if allowed is None:
+            allowed = actor_kind(actor) in by_name(topic).producers
+            self._may_produce[(topic, actor)] = allowed
+        if not allowed:
+            raise ConfigError(f"{actor} may not produce to {topic} (topic catalogue)")
+
     async def emit(self, topic: str, msg: Any, correlation_id: str, *, key: str | None = None,
-                   partition: int | None = None, sender: str | None = None) -> None:
-        """Sign ``msg`` as ``sender`` and send it; inside a stream it leaves with the event ack."""
-        env = envelope.seal_envelope(msg, correlation_id, self.actor_keys(sender), self.clock)
-        await self.topic(topic).send(
-            key=(key if key is not None else correlation_id).encode(),
-            value=envelope.encode(env), partition=partition, headers=env.headers())
+                   partition: int | None = None, sender: str | None = None,
+                   trace_id: str | None = None) -> None:
+        keys = self.actor_keys(sender)
+        self.check_producer(topic, keys.actor)
+        env = envelope.seal_envelope(msg, correlation_id, keys, self.clock, trace_id)
+        await self._send(topic, (key if key is not None else correlation_id).encode(),
+                         envelope.encode(env), partition, env.headers())
+
+
+@dataclass
+class AgentContext:
+    """What an agent's ``register`` gets: its identities, keys, settings, clock, and the
+    three seams — the host (lifecycle), the door (inbound), the emitter (outbound)."""
+
+    name: str
+    app: Any  # a faust app (wrapped in a FaustHost) or any Host
+    settings: Settings
+    registry: Registry
+    keys: dict[str, ActorKeys]
+    clock: Clock = field(default_factory=SystemClock)
+    routes: Routes = field(init=False)
+    host: Host = field(init=False)
+    emitter: Emitter = field(init=False)
+    door: Door = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.host = FaustHost(self.app) if isinstance(self.app, faust.App) else self.app
+        self.routes = Routes(self.name)
+        self.emitter = Emitter(self.name, self.keys, self.clock, self.host.send)
+        self.door = Door(self.name, self.routes, self.registry, self.clock,
+                         self.settings.max_message_age_ms, self.dead_letter)
+
+    # -- declarations ------------------------------------------------------------------------
+    def handle(self, topic: str, handler: Handler, *, types: Iterable[type],
+               senders: Iterable[str], sender_is: str | None = None,
+               name: str | None = None) -> None:
+        """Declare ``handler`` for ``types`` on ``topic`` from the actor kinds ``senders``."""
+        self.routes.add(topic, handler, types=types, senders=senders, sender_is=sender_is,
+                        name=name)
+
+    def table(self, name: str, partitions: int) -> MutableMapping[bytes, bytes]:
+        """A changelog-backed bytes → bytes table (state that follows partitions)."""
+        return self.host.table(name, partitions)
+
+    def active_partitions(self, topic: str) -> set[int]:
+        """Partitions of ``topic`` this worker actively owns (not its standby copies)."""
+        return self.host.active_partitions(topic)
+
+    def every(self, seconds: float) -> Callable[[Hook], Hook]:
+        def deco(fn: Hook) -> Hook:
+            self.host.every(seconds, fn)
+            return fn
+        return deco
+
+    def on_start(self, fn: Hook) -> Hook:
+        self.host.at_start(fn)
+        return fn
+
+    def on_stop(self, fn: Hook) -> Hook:
+        self.host.at_stop(fn)
+        return fn
+
+    def bind(self) -> None:
+        """Check the declarations against the catalogue (refusing to start on a mismatch)
+        and attach them to the host."""
+        self.routes.check(self.name)
+        self.host.bind(self)
+
+    # -- outbound ----------------------------------------------------------------------------
+    def actor_keys(self, actor: str | None = None) -> ActorKeys:
+        return self.emitter.actor_keys(actor)
+
+    async def emit(self, topic: str, msg: Any, correlation_id: str, *, key: str | None = None,
+                   partition: int | None = None, sender: str | None = None,
+                   trace_id: str | None = None) -> None:
+        """Sign ``msg`` as ``sender`` and send it; inside a handler it leaves with the event
+        ack and carries the handled record's trace."""
+        await self.emitter.emit(topic, msg, correlation_id, key=key, partition=partition,
+                                sender=sender, trace_id=trace_id)
 
     async def audit(self, kind: str, join_key: str, detail: str,
                     sender: str | None = None) -> None:
@@ -133,67 +279,9 @@ class AgentContext:
                         DeadLetter(self.name, reason, detail, topic, partition, offset, original),
                         cid, sender=next(iter(self.keys)))
 
-    def _check_replay(self, msg_id: str, where: tuple[str, int, int]) -> None:
-        # A redelivery after a crash comes from the same offset: process it (idempotently).
-        # The same message id at another offset is a replay.
-        seen = self._seen.get(msg_id)
-        if seen is not None and seen != where:
-            raise ReplayedMessage(
-                f"message id {msg_id} already seen at {seen[0]}[{seen[1]}]@{seen[2]}")
-        self._seen[msg_id] = where
-        self._seen.move_to_end(msg_id)
-        while len(self._seen) > 200_000:
-            self._seen.popitem(last=False)
-
-    async def accept(self, event: faust.types.EventT) -> Inbound | None:
-        """decode → verify → freshness → replay check; bad records go to the dead letters."""
-        m = event.message
-        raw = m.value if isinstance(m.value, bytes) else b""
-        try:
-            opened = envelope.open_record(raw, self.registry, now_ms=self.clock.now_ms(),
-                                          max_age_ms=self.settings.max_message_age_ms)
-            self._check_replay(opened.envelope.id, (m.topic, m.partition, m.offset))
-        except KessaiError as exc:
-            await self.dead_letter(exc.code, str(exc), m.topic, m.partition, m.offset, raw, m.key)
-            return None
-        return Inbound(opened, m.topic, m.partition, m.offset, m.key, raw)
-
-    async def inbound(self, stream: faust.StreamT) -> AsyncIterator[Inbound]:
-        async for event in stream.events():
-            accepted = await self.accept(event)
-            if accepted is not None:
-                yield accepted
-
-
-Handler = Callable[[Inbound], Awaitable[None]]
-
-
-async def run_safely(ctx: AgentContext, inbound: Inbound, handler: Handler) -> None:
-    """Run ``handler``; if it fails, dead-letter the record instead of stopping the worker.
-
-    Only kessai errors (whose messages never hold secrets) are quoted; others by class name,
-    and without a traceback, since a third-party exception text could quote a secret.
-    """
-    try:
-        await handler(inbound)
-    except Exception as exc:
-        log.error("%s: handling %s from %s[%d]@%d failed: %s", ctx.name,
-                  inbound.opened.envelope.type, inbound.topic, inbound.partition,
-                  inbound.offset, type(exc).__name__)
-        detail = str(exc) if isinstance(exc, KessaiError) else type(exc).__name__
-        try:
-            await ctx.dead_letter("handler_failed", detail, inbound.topic, inbound.partition,
-                                  inbound.offset, inbound.raw
-                                  or envelope.encode(inbound.opened.envelope), inbound.key)
-        except Exception:
-            log.error("%s: the dead letter could not be written either", ctx.name)
-
 
 def consume(ctx: AgentContext, name: str, topic: str, handler: Handler) -> None:
-    """Attach a faust agent that feeds every accepted record of ``topic`` to ``handler``."""
-
-    async def agent(stream: faust.StreamT) -> None:
-        async for inbound in ctx.inbound(stream):
-            await run_safely(ctx, inbound, handler)
-
-    ctx.app.agent(ctx.topic(topic), name=name)(agent)
+    """Transitional: declare ``handler`` for every message type from every producer the
+    catalogue names for ``topic``. It still runs behind the door (verification, replay check,
+    dead letter on a handler exception); agents move to precise ``ctx.handle`` declarations."""
+    ctx.handle(topic, handler, types=(object,), senders=by_name(topic).producers, name=name)

@@ -23,6 +23,68 @@ def _env_int(name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 
 
+BROKER_KINDS = ("embedded", "kafka")
+
+
+@dataclass(frozen=True)
+class Waits:
+    """Every wait on the hot path, per broker kind (issue 6: no hop waits for a timer when data
+    is there).
+
+    ``embedded``: the Tansu broker does not answer a waiting fetch when data arrives, so the
+    consumer's fetch wait must be short while records flow; it grows towards
+    ``fetch_wait_idle_ms`` after ``idle_after_ms`` without a record, so an idle worker does not
+    poll the broker hot. ``kafka``: a real broker answers a waiting fetch as soon as data
+    arrives, so Kafka's own default (500 ms) costs nothing.
+    """
+
+    fetch_wait_busy_ms: int
+    fetch_wait_idle_ms: int
+    idle_after_ms: int = 2_000
+    linger_ms: int = 0
+    commit_interval_ms: int = 200
+    max_poll_records: int = 500
+
+    def __post_init__(self) -> None:
+        for name in ("fetch_wait_busy_ms", "fetch_wait_idle_ms", "commit_interval_ms",
+                     "max_poll_records"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("idle_after_ms", "linger_ms"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
+        if self.fetch_wait_idle_ms < self.fetch_wait_busy_ms:
+            raise ConfigError("fetch_wait_idle_ms must be at least fetch_wait_busy_ms "
+                              f"({self.fetch_wait_idle_ms} < {self.fetch_wait_busy_ms})")
+
+    @classmethod
+    def for_kind(cls, kind: str) -> Waits:
+        if kind == "embedded":
+            return cls(fetch_wait_busy_ms=4, fetch_wait_idle_ms=250)
+        if kind == "kafka":
+            return cls(fetch_wait_busy_ms=500, fetch_wait_idle_ms=500, commit_interval_ms=500)
+        raise ConfigError(f"broker kind must be one of {', '.join(BROKER_KINDS)}, got {kind!r} "
+                          "(set --broker-kind or KESSAI_BROKER_KIND)")
+
+
+_WAIT_ENV = (("fetch_wait_busy_ms", "KESSAI_FETCH_WAIT_MS"),
+             ("fetch_wait_idle_ms", "KESSAI_FETCH_WAIT_IDLE_MS"),
+             ("idle_after_ms", "KESSAI_IDLE_AFTER_MS"),
+             ("linger_ms", "KESSAI_LINGER_MS"),
+             ("commit_interval_ms", "KESSAI_COMMIT_INTERVAL_MS"),
+             ("max_poll_records", "KESSAI_MAX_POLL_RECORDS"))
+
+
+def waits_from_env(kind: str) -> Waits:
+    """The broker kind's defaults, each overridable by its environment variable."""
+    base = Waits.for_kind(kind)
+    changes = {name: _env_int(var, getattr(base, name)) for name, var in _WAIT_ENV}
+    if os.environ.get("KESSAI_FETCH_WAIT_MS") and not os.environ.get("KESSAI_FETCH_WAIT_IDLE_MS"):
+        changes["fetch_wait_idle_ms"] = max(changes["fetch_wait_idle_ms"],
+                                            changes["fetch_wait_busy_ms"])
+    return replace(base, **changes)
+
+
 @dataclass(frozen=True)
 class Settings:
     bootstrap: str = "127.0.0.1:9092"
@@ -42,6 +104,8 @@ class Settings:
     # JoinGroup for the full rebalance timeout (raise them on a production cluster).
     rebalance_timeout_s: float = 3.0
     session_timeout_s: float = 6.0
+    broker_kind: str = "embedded"
+    waits: Waits = field(default_factory=lambda: Waits.for_kind("embedded"))
 
     def __post_init__(self) -> None:
         host, sep, port = self.bootstrap.rpartition(":")
@@ -53,6 +117,9 @@ class Settings:
                      "result_redelivery_ms", "max_message_age_ms"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
+        if self.broker_kind not in BROKER_KINDS:
+            raise ConfigError(f"broker kind must be one of {', '.join(BROKER_KINDS)}, got "
+                              f"{self.broker_kind!r} (set --broker-kind or KESSAI_BROKER_KIND)")
         if self.default_result_mode not in ("VIA_TERMINAL", "DIRECT_BOTH", "SHOP_POLLS"):
             raise ConfigError("default result mode must be VIA_TERMINAL, DIRECT_BOTH or "
                               f"SHOP_POLLS, got {self.default_result_mode!r}")
@@ -72,6 +139,9 @@ class Settings:
                           ("max_message_age_ms", "KESSAI_MAX_MESSAGE_AGE_MS")):
             if os.environ.get(var):
                 env[name] = _env_int(var, 0)
+        kind = overrides.get("broker_kind") or os.environ.get("KESSAI_BROKER_KIND") or "embedded"
+        env["broker_kind"] = kind
+        env["waits"] = waits_from_env(kind)
         if os.environ.get("KESSAI_RESULT_MODE"):
             env["default_result_mode"] = os.environ["KESSAI_RESULT_MODE"]
         env.update({k: v for k, v in overrides.items() if v is not None})
@@ -93,4 +163,6 @@ class Settings:
             "KESSAI_RESULT_REDELIVERY_MS": str(self.result_redelivery_ms),
             "KESSAI_MAX_MESSAGE_AGE_MS": str(self.max_message_age_ms),
             "KESSAI_RESULT_MODE": self.default_result_mode,
+            "KESSAI_BROKER_KIND": self.broker_kind,
+            **{var: str(getattr(self.waits, name)) for name, var in _WAIT_ENV},
         }

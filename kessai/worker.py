@@ -10,6 +10,7 @@ import faust
 
 from kessai import keys
 from kessai.errors import ConfigError
+from kessai.lifeline import watch_supervisor
 from kessai.runtime import AgentContext, make_app
 from kessai.settings import Settings
 
@@ -33,10 +34,12 @@ def build(name: str, settings: Settings) -> AgentContext:
     app = make_app(name, settings)
     ctx = AgentContext(name, app, settings, registry, actor_keys)
     module.register(ctx)
+    ctx.bind()
     return ctx
 
 
 def run(name: str, settings: Settings, loglevel: str = "info") -> None:
+    watch_supervisor()  # this process ends when the `kessai up` that started it is gone
     ctx = build(name, settings)
     logging.getLogger("kessai").setLevel(loglevel.upper())
     worker = faust.Worker(ctx.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)

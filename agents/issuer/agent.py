@@ -7,11 +7,13 @@ ledger answers a repeat with the stored decision. Spec R25: the answer is approv
 with a reason, which the settlement server records as APPROVED / DECLINED.
 
 Steps for every record:
-1. ``ctx.inbound`` verified the envelope (bad bytes, signatures, staleness → dead letters).
-2. Only an ``Authorization`` signed by the settlement server (seed 003) or the payment
-   gateway (seeds 000/001, whose join keys are ``gw/<txn id>``) is admitted; anything else is
-   dead-lettered. Dead letters (not audit events) because they keep the original record, so
-   an operator can inspect or replay it: nothing is lost (DESIGN §3).
+1. The runtime's door verified the envelope (bad bytes, signatures, staleness → dead letters)
+   and admitted only an ``Authorization`` from the settlement server (seed 003) or the payment
+   gateway (seeds 000/001), as declared below.
+2. Each sender owns its join keys (the gateway's are ``gw/<txn id>``) and the record must be
+   keyed by its join key; anything else is dead-lettered. Dead letters (not audit events)
+   because they keep the original record, so an operator can inspect or replay it: nothing is
+   lost (DESIGN §3).
 3. The account info is opened with the issuer's sealing key, bound to this join key. If it
    cannot be opened the order is declined ``unreadable_account``; the worker keeps running.
 4. The ledger decides once per join key and the decision goes back to the settlement server.
@@ -22,12 +24,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import faust
 import msgpack
 
 from agents.issuer.ledger import LazyLedger
 from agents.issuer.rules import UNREADABLE_ACCOUNT, Account
-from kessai import authenticators, crypto, envelope
+from kessai import authenticators, crypto
 from kessai.errors import ConfigError, SealError
 from kessai.runtime import AgentContext, Inbound
 from schemas.v1 import Authorization, AuthorizationResult
@@ -77,15 +78,13 @@ def register(ctx: AgentContext) -> None:
     accounts = [Account.from_record(r) for r in keys.secrets.get("accounts", [])]
     ledger = LazyLedger(ctx.settings.data_dir / LEDGER_FILE, accounts)
 
-    async def handle(inbound: Inbound) -> None:
+    async def authorize(inbound: Inbound) -> None:
         msg = inbound.message
         problem = admission_problem(msg, inbound.sender, inbound.opened.envelope.correlation_id)
         if problem is not None:
-            await ctx.dead_letter(
-                problem, f"{inbound.opened.envelope.type} from {inbound.sender}",
-                inbound.topic, inbound.partition, inbound.offset,
-                # Re-encoding the verified envelope keeps its signature checkable.
-                envelope.encode(inbound.opened.envelope), inbound.key)
+            await ctx.dead_letter(problem, f"{inbound.opened.envelope.type} from {inbound.sender}",
+                                  inbound.topic, inbound.partition, inbound.offset, inbound.raw,
+                                  inbound.key)
             return
         account = open_account(seal_private, msg)
         if account is None:
@@ -100,16 +99,13 @@ def register(ctx: AgentContext) -> None:
                                                     decision.reason, decision.auth_code),
                        msg.join_key)
 
-    @ctx.app.agent(ctx.topic(AUTHORIZATIONS), name="issuer-authorize")
-    async def authorize(stream: faust.StreamT) -> None:
-        async for inbound in ctx.inbound(stream):
-            await handle(inbound)
+    ctx.handle(AUTHORIZATIONS, authorize, types=(Authorization,), senders=TRUSTED_SENDERS)
 
-    @ctx.app.task
+    @ctx.on_start
     async def open_ledger() -> None:
         # Open early so a bad data directory shows at start; the agent would open it anyway.
         await ledger.get()
 
-    @ctx.app.on_before_shutdown.connect
-    async def close_ledger(app: faust.App, **kwargs: Any) -> None:
+    @ctx.on_stop
+    async def close_ledger() -> None:
         await ledger.close()

@@ -1,6 +1,8 @@
 """The settlement worker: the correlation-ID join of seed 003 as faust agents.
 
-decode → verify (``ctx.inbound``) → check sender and key → ``join.on_*`` → carry out effects.
+Each handler is declared with its topic, message types and senders; the runtime's door has
+already decoded, verified, checked freshness and replay, and admitted type and sender before
+it runs. A handler checks the record key → ``join.on_*`` → carries out the effects.
 State per join key lives in the ``settlement-join`` table (changelog-backed, so a restarted or
 re-balanced worker resumes every pending order). Deadlines fire without new traffic: a timer
 scans the partitions this worker actively owns and sends itself a ``DeadlineTick`` through
@@ -13,13 +15,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+from dataclasses import replace
 from typing import Any
 
-import faust
 import msgpack
 
 from agents.settlement import join
-from agents.settlement.results import build_result
+from agents.settlement.results import build_result, parties
 from agents.settlement.userauth import SettlementSecrets, account_for, check_second
 from kessai import authenticators, crypto, envelope
 from kessai.errors import KessaiError
@@ -73,12 +75,9 @@ def secrets_from(ctx: AgentContext) -> SettlementSecrets:
 
 
 def register(ctx: AgentContext) -> None:
-    app = ctx.app
     policy = policy_from(ctx)
     secrets = secrets_from(ctx)
-    table = app.Table("settlement-join", partitions=4, key_type=bytes, value_type=bytes,
-                      schema=faust.Schema(
-        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"))
+    table = ctx.table("settlement-join", partitions=4)
     tick_sent: dict[str, int] = {}
 
     def load(key: str) -> join.JoinState | None:
@@ -86,6 +85,9 @@ def register(ctx: AgentContext) -> None:
         return join.JoinState.from_wire(msgpack.unpackb(raw)) if raw else None
 
     async def apply(key: str, step: join.Step) -> None:
+        trace = envelope.CURRENT_TRACE.get()
+        if step.state is not None and not step.state.trace_id and trace:
+            step = replace(step, state=replace(step.state, trace_id=trace))
         if step.state is None:
             if key.encode() in table:
                 del table[key.encode()]  # tombstone in the changelog: history has expired
@@ -131,50 +133,39 @@ def register(ctx: AgentContext) -> None:
         await ctx.audit(kind, key, detail)
 
     # -- A4 / A5: the shop's 1st request -------------------------------------------------
-    @app.agent(ctx.topic(FIRST), name="settlement-first")
-    async def first_requests(stream: Any) -> None:
-        async for inbound in ctx.inbound(stream):
-            msg = inbound.message
-            if isinstance(msg, AssignedFirst):
-                if inbound.sender != "settlement":
-                    await reject(inbound, "FORGED_ASSIGNMENT", f"from {inbound.sender}")
-                    continue
-                try:
-                    original = envelope.open_record(msg.original, ctx.registry)
-                except KessaiError as exc:
-                    await reject(inbound, "BAD_ASSIGNMENT", str(exc))
-                    continue
-                first = original.message
-                if not isinstance(first, FirstRequest) or original.envelope.sender != first.shop_id:
-                    await reject(inbound, "BAD_ASSIGNMENT", "not a shop's 1st request")
-                    continue
-                first = FirstRequest(**{**first.__dict__, "order_id": msg.order_id})
-                await handle_first(inbound, first)
-            elif isinstance(msg, FirstRequest):
-                # R5: the shop id is the authenticated producer (the envelope's signer).
-                if inbound.sender != msg.shop_id:
-                    await reject(inbound, "SHOP_IDENTITY",
-                                 f"{inbound.sender} sent a 1st request as {msg.shop_id}")
-                    continue
-                if msg.order_id == "":
-                    await assign_order_id(inbound, msg)
-                else:
-                    await handle_first(inbound, msg)
-            else:
-                await reject(inbound, "UNEXPECTED_TYPE", f"{type(msg).__name__} on {FIRST}")
+    async def on_first(inbound: Inbound) -> None:
+        msg: FirstRequest = inbound.message
+        # R5: the shop id is the authenticated producer (the envelope's signer).
+        if inbound.sender != msg.shop_id:
+            await reject(inbound, "SHOP_IDENTITY",
+                         f"{inbound.sender} sent a 1st request as {msg.shop_id}")
+        elif msg.order_id == "":
+            await assign_order_id(inbound, msg)
+        else:
+            await handle_first(inbound, msg)
+
+    async def on_assigned_first(inbound: Inbound) -> None:
+        msg: AssignedFirst = inbound.message
+        try:
+            original = envelope.open_record(msg.original, ctx.registry)
+        except KessaiError as exc:
+            await reject(inbound, "BAD_ASSIGNMENT", str(exc))
+            return
+        first = original.message
+        if not isinstance(first, FirstRequest) or original.envelope.sender != first.shop_id:
+            await reject(inbound, "BAD_ASSIGNMENT", "not a shop's 1st request")
+            return
+        await handle_first(inbound, FirstRequest(**{**first.__dict__, "order_id": msg.order_id}))
 
     async def assign_order_id(inbound: Inbound, msg: FirstRequest) -> None:
         order_id = assigned_order_id(msg.shop_id, msg.request_ref)
         key = authenticators.join_key(msg.shop_id, order_id)
-        raw = inbound_raw(inbound)
         # Re-key under the assigned id (a repartition), then tell the shop (M3).
-        await ctx.emit(FIRST, AssignedFirst(order_id, raw), key)
+        await ctx.emit(FIRST, AssignedFirst(order_id, envelope.encode(inbound.opened.envelope)),
+                       key)
         ref_key = f"{msg.shop_id}/ref:{msg.request_ref}"
         await ctx.emit("kessai.settlement.first-acks",
                        FirstAccepted(msg.shop_id, msg.request_ref, order_id), ref_key)
-
-    def inbound_raw(inbound: Inbound) -> bytes:
-        return envelope.encode(inbound.opened.envelope)
 
     async def handle_first(inbound: Inbound, first: FirstRequest) -> None:
         key = authenticators.join_key(first.shop_id, first.order_id)
@@ -186,94 +177,76 @@ def register(ctx: AgentContext) -> None:
         await apply(key, step)
 
     # -- A16 / A17 / A18: the user's 2nd request ------------------------------------------
-    @app.agent(ctx.topic(SECOND), name="settlement-second")
-    async def second_requests(stream: Any) -> None:
-        async for inbound in ctx.inbound(stream):
-            msg = inbound.message
-            if not isinstance(msg, SecondRequest):
-                await reject(inbound, "UNEXPECTED_TYPE", f"{type(msg).__name__} on {SECOND}")
-                continue
-            key = authenticators.join_key(msg.shop_id, msg.order_id)
-            if not key_ok(inbound, key):
-                await reject(inbound, "KEY_MISMATCH", f"record key is not {key}")
-                continue
-            problem = check_second(msg, inbound.sender, key, ctx.registry, secrets)
-            step = join.on_second(load(key), key, inbound.partition, msg, digest_of(msg),
-                                  problem, ctx.clock.now_ms(), policy)
-            await apply(key, step)
+    async def on_second(inbound: Inbound) -> None:
+        msg: SecondRequest = inbound.message
+        key = authenticators.join_key(msg.shop_id, msg.order_id)
+        if not key_ok(inbound, key):
+            await reject(inbound, "KEY_MISMATCH", f"record key is not {key}")
+            return
+        problem = check_second(msg, inbound.sender, key, ctx.registry, secrets)
+        step = join.on_second(load(key), key, inbound.partition, msg, digest_of(msg),
+                              problem, ctx.clock.now_ms(), policy)
+        await apply(key, step)
 
     # -- A18: the FI host's answer ---------------------------------------------------------
-    @app.agent(ctx.topic(AUTH_RESULTS), name="settlement-authorization-results")
-    async def authorization_results(stream: Any) -> None:
-        async for inbound in ctx.inbound(stream):
-            msg = inbound.message
-            if not isinstance(msg, AuthorizationResult) or inbound.sender != "issuer":
-                await reject(inbound, "UNEXPECTED_SENDER", f"{inbound.sender} on {AUTH_RESULTS}")
-                continue
-            if not key_ok(inbound, msg.join_key):
-                await reject(inbound, "KEY_MISMATCH", "record key is not the join key")
-                continue
-            step = join.on_authorization_result(load(msg.join_key), msg.approved,
-                                                ctx.clock.now_ms(), policy)
-            await apply(msg.join_key, step)
+    async def on_authorization_result(inbound: Inbound) -> None:
+        msg: AuthorizationResult = inbound.message
+        if not key_ok(inbound, msg.join_key):
+            await reject(inbound, "KEY_MISMATCH", "record key is not the join key")
+            return
+        step = join.on_authorization_result(load(msg.join_key), msg.approved,
+                                            ctx.clock.now_ms(), policy)
+        await apply(msg.join_key, step)
 
     # -- B21/B22: the shop's receipt of a direct result --------------------------------------
-    @app.agent(ctx.topic(ACKS), name="settlement-result-acks")
-    async def result_acks(stream: Any) -> None:
-        async for inbound in ctx.inbound(stream):
-            msg = inbound.message
-            if not isinstance(msg, ResultAck) or inbound.sender != msg.shop_id:
-                await reject(inbound, "UNEXPECTED_SENDER", f"{inbound.sender} on {ACKS}")
-                continue
-            key = authenticators.join_key(msg.shop_id, msg.order_id)
-            if key_ok(inbound, key):
-                await apply(key, join.on_shop_ack(load(key), ctx.clock.now_ms()))
+    async def on_result_ack(inbound: Inbound) -> None:
+        msg: ResultAck = inbound.message
+        key = authenticators.join_key(msg.shop_id, msg.order_id)
+        if key_ok(inbound, key):
+            await apply(key, join.on_shop_ack(load(key), ctx.clock.now_ms()))
 
     # -- C23–C25: the shop asks the result history --------------------------------------------
-    @app.agent(ctx.topic(INQUIRIES), name="settlement-inquiries")
-    async def inquiries(stream: Any) -> None:
-        async for inbound in ctx.inbound(stream):
-            msg = inbound.message
-            if not isinstance(msg, ResultInquiry):
-                continue
-            key = authenticators.join_key(msg.shop_id, msg.order_id)
-            if inbound.sender != msg.shop_id or not key_ok(inbound, key):
-                # R30: only the authenticated shop that owns the order gets an answer.
-                await reject(inbound, "INQUIRY_DENIED",
-                             f"{inbound.sender} asked about {key}")
-                answer = InquiryAnswer(msg.shop_id, msg.order_id, "DENIED")
-            else:
-                state = load(key)
-                outcome = join.inquiry_answer(state)
-                amount = None
-                if state is not None and state.status == join.DONE:
-                    from agents.settlement.results import parties
-                    amount = parties(state)[3]
-                answer = InquiryAnswer(msg.shop_id, msg.order_id, outcome, amount)
-            await ctx.emit("kessai.result-inquiries.answers", answer, key)
+    async def on_inquiry(inbound: Inbound) -> None:
+        msg: ResultInquiry = inbound.message
+        key = authenticators.join_key(msg.shop_id, msg.order_id)
+        if inbound.sender != msg.shop_id or not key_ok(inbound, key):
+            # R30: only the authenticated shop that owns the order gets an answer.
+            await reject(inbound, "INQUIRY_DENIED", f"{inbound.sender} asked about {key}")
+            answer = InquiryAnswer(msg.shop_id, msg.order_id, "DENIED")
+        else:
+            state = load(key)
+            amount = None
+            if state is not None and state.status == join.DONE:
+                amount = parties(state)[3]
+            answer = InquiryAnswer(msg.shop_id, msg.order_id, join.inquiry_answer(state), amount)
+        await ctx.emit("kessai.result-inquiries.answers", answer, key)
 
     # -- deadlines: fire without new traffic -----------------------------------------------
-    @app.agent(ctx.topic(TIMERS), name="settlement-deadlines")
-    async def deadlines(stream: Any) -> None:
-        async for inbound in ctx.inbound(stream):
-            msg = inbound.message
-            if not isinstance(msg, DeadlineTick) or inbound.sender != "settlement":
-                continue
-            if not key_ok(inbound, msg.join_key):
-                continue
-            tick_sent.pop(msg.join_key, None)
-            await apply(msg.join_key, join.on_tick(load(msg.join_key), ctx.clock.now_ms(),
-                                                   policy))
+    async def on_tick(inbound: Inbound) -> None:
+        msg: DeadlineTick = inbound.message
+        if not key_ok(inbound, msg.join_key):
+            return
+        tick_sent.pop(msg.join_key, None)
+        await apply(msg.join_key, join.on_tick(load(msg.join_key), ctx.clock.now_ms(), policy))
 
-    @app.timer(ctx.settings.timer_interval_s)
+    ctx.handle(FIRST, on_first, types=(FirstRequest,), senders=("shop",))
+    ctx.handle(FIRST, on_assigned_first, types=(AssignedFirst,), senders=("settlement",))
+    ctx.handle(SECOND, on_second, types=(SecondRequest,), senders=("terminal", "relay"))
+    ctx.handle(AUTH_RESULTS, on_authorization_result, types=(AuthorizationResult,),
+               senders=("issuer",))
+    ctx.handle(ACKS, on_result_ack, types=(ResultAck,), senders=("shop",), sender_is="shop_id")
+    ctx.handle(INQUIRIES, on_inquiry, types=(ResultInquiry,), senders=("shop",))
+    ctx.handle(TIMERS, on_tick, types=(DeadlineTick,), senders=("settlement",))
+
+    @ctx.every(ctx.settings.timer_interval_s)
     async def scan_deadlines() -> None:
         # Standby copies of other workers' partitions are in the table too: act only on the
         # partitions this worker actively owns.
-        active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == FIRST}
+        active = ctx.active_partitions(FIRST)
         if not active:
             return
         now = ctx.clock.now_ms()
-        for raw_key, raw_state in list(table.data.items()):
+        for raw_state in list(table.values()):
             state = join.JoinState.from_wire(msgpack.unpackb(raw_state))
             if state.partition not in active or state.deadline_ms is None \
                     or state.deadline_ms > now:
@@ -282,5 +255,4 @@ def register(ctx: AgentContext) -> None:
                 continue
             tick_sent[state.key] = now
             await ctx.emit(TIMERS, DeadlineTick(state.key, state.deadline_ms), state.key,
-                           partition=state.partition)
-            del raw_key
+                           partition=state.partition, trace_id=state.trace_id or None)

@@ -63,6 +63,7 @@ class JoinState:
     shop_acked: bool = True
     deliveries: int = 0
     authorize_attempts: int = 0
+    trace_id: str = ""  # the purchase's trace, so deadline effects carry it too
 
     def first_request(self) -> FirstRequest | None:
         return from_body(FirstRequest, self.first) if self.first is not None else None

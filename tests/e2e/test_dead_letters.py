@@ -76,7 +76,7 @@ def _resigned(env: envelope.Envelope, signer: keys.ActorKeys, **changes: Any) ->
         signer.signing_private,
         envelope.signed_bytes(changed.version, changed.type, changed.id,
                               changed.correlation_id, changed.sender, changed.created_ms,
-                              changed.kid, changed.body))))
+                              changed.kid, changed.body, changed.trace_id))))
 
 
 def undecodable(s: Settings, topic: str, tmp: Path) -> Bad:

@@ -14,6 +14,7 @@ from kessai import authenticators, crypto, keys
 from kessai.money import Money
 from schemas.v1 import (
     AuditEvent,
+    DeadLetter,
     FirstRequest,
     InquiryAnswer,
     LineItem,
@@ -175,7 +176,10 @@ async def test_user_authentication_failures(system: System) -> None:
 
 async def test_channel_method_refuses_a_second_request_from_a_non_terminal(
         system: System) -> None:
-    """(11) the authenticatable channel: only a terminal principal may speak for carol."""
+    """(11) the authenticatable channel: only a terminal principal may speak for carol.
+
+    The door refuses a 2nd request a shop signed before it reaches the join (a dead letter),
+    so it cannot settle the order, nor end another shop's order early: the order expires."""
     s = system.settings
     order_id = uuid.uuid4().hex[:10]
     key = authenticators.join_key("shop-1", order_id)
@@ -189,9 +193,13 @@ async def test_channel_method_refuses_a_second_request_from_a_non_terminal(
     await send(s, "kessai.settlement.second",
                SecondRequest("shop-1", order_id, "sess-z", "carol", FIG5, Money(1155, "JPY"),
                              "channel", account_sealed=sealed), key, "shop-2")
+    dead = await wait_for(s, "kessai.dead-letters",
+                          lambda m: isinstance(m, DeadLetter) and m.topic ==
+                          "kessai.settlement.second" and order_id.encode() in m.original)
+    assert dead.reason == "unauthorized_sender" and dead.agent == "settlement"
     result = await wait_for(s, "kessai.payment-results",
                             lambda m: isinstance(m, PaymentResult) and m.order_id == order_id)
-    assert result.outcome == "AUTH_FAILED"
+    assert result.outcome == "EXPIRED"
 
 
 async def test_forged_relayed_result_is_rejected_by_the_shop(system: System) -> None:

@@ -48,7 +48,9 @@ def test_round_trip_gives_back_the_message(kd: Path) -> None:
 def test_headers_repeat_type_and_correlation_id(kd: Path) -> None:
     env = envelope.decode(make(kd))
     assert dict(env.headers()) == {"kessai-type": b"settlement-first",
-                                   "kessai-correlation-id": b"shop-1/o1"}
+                                   "kessai-correlation-id": b"shop-1/o1",
+                                   "kessai-trace-id": env.trace_id.encode()}
+    assert len(env.trace_id) == 32
 
 
 @pytest.mark.parametrize("field", ["b", "cid", "s", "ts", "t"])
@@ -107,7 +109,7 @@ def test_first_request_with_a_card_number_field_is_rejected(kd: Path) -> None:
     body["pan"] = "4111111111111111"
     m["b"] = msgpack.packb(body)
     signed = envelope.signed_bytes(m["v"], m["t"], m["id"], m["cid"], m["s"], m["ts"], m["kid"],
-                                   m["b"])
+                                   m["b"], m["tr"])
     m["sig"] = crypto.sign(shop.signing_private, signed)
     with pytest.raises(SchemaError) as err:
         envelope.open_record(msgpack.packb(m), keys.load_registry(kd))
