@@ -73,9 +73,12 @@ def wait_ready(workers: list[WorkerProc], timeout: float = 90.0) -> None:
 @pytest.fixture(scope="session")
 def system(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     s = settings.with_(data_dir=Path(tmp_path_factory.mktemp("system")), **E2E_TIMINGS)
-    asyncio.run(create_all(s))
+    # In a thread: the first test to ask for the system may already run an event loop.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, create_all(s)).result()
     relay_port, shop_port = free_port(), free_port()
     env = {**os.environ, **s.child_env(), "KESSAI_SHOP_POLL_MS": "1000",
            "KESSAI_RELAY_PORT": str(relay_port), "KESSAI_SHOP_HTTP_PORT": str(shop_port)}

@@ -3,7 +3,6 @@ scenarios of spec §6.3 (numbers in the test names' docstrings)."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import uuid
 
@@ -14,8 +13,6 @@ from kessai import authenticators, crypto, keys
 from kessai.money import Money
 from schemas.v1 import (
     AuditEvent,
-    DeadLetter,
-    FirstRequest,
     InquiryAnswer,
     LineItem,
     OrderContent,
@@ -51,27 +48,6 @@ async def test_happy_path_in_each_result_mode(system: System, mode: str) -> None
         assert "payment-result-ack" in seen
     if mode == "SHOP_POLLS":
         assert "result-inquiry" in seen and "result-inquiry-answer" in seen
-
-
-async def test_second_before_first_still_settles(system: System) -> None:
-    """(2) 2nd then 1st: the join waits for its partner."""
-    s = system.settings
-    order_id = uuid.uuid4().hex[:10]
-    key = authenticators.join_key("shop-1", order_id)
-    reg = keys.load_registry(s.keys_dir)
-    sealed = crypto.seal(reg.sealing["settlement"][1],
-                         authenticators.pack_account("4012888888881881", "2029-03"),
-                         authenticators.account_context(key))
-    await send(s, "kessai.settlement.second",
-               SecondRequest("shop-1", order_id, "sess-x", "carol", FIG5, Money(1155, "JPY"),
-                             "channel", account_sealed=sealed), key, "terminal")
-    await asyncio.sleep(1.0)
-    await send(s, "kessai.settlement.first",
-               FirstRequest("shop-1", order_id, order_id, Money(1155, "JPY"), "VIA_TERMINAL",
-                            content=FIG5), key, "shop-1")
-    result = await wait_for(s, "kessai.payment-results",
-                            lambda m: isinstance(m, PaymentResult) and m.order_id == order_id)
-    assert result.outcome == "APPROVED"
 
 
 @pytest.mark.parametrize("tamper", ["quantity", "amount"])
@@ -142,21 +118,6 @@ async def test_duplicate_second_charges_once(system: System) -> None:
                           (key,)).fetchone()[0] == 1
 
 
-async def test_conflicting_first_is_audited_and_the_original_kept(system: System) -> None:
-    """(9) a 1st request resent with another amount while pending."""
-    s = system.settings
-    order_id = uuid.uuid4().hex[:10]
-    key = authenticators.join_key("shop-1", order_id)
-    for amount in (1155, 2000):
-        content = OrderContent(FIG5.items, "JPY", 55, amount)
-        await send(s, "kessai.settlement.first",
-                   FirstRequest("shop-1", order_id, order_id, Money(amount, "JPY"),
-                                "VIA_TERMINAL", content=content), key, "shop-1")
-    event = await wait_for(s, "kessai.audit", lambda m: isinstance(m, AuditEvent)
-                           and m.join_key == key and m.kind == "DUPLICATE_CONFLICT")
-    assert "original is kept" in event.detail
-
-
 async def test_issuer_decline_is_declined(system: System) -> None:
     """(10) over bob's card limit."""
     [p] = await run(system.settings, purchase("bob", [["MUG1", 2]]))
@@ -174,77 +135,11 @@ async def test_user_authentication_failures(system: System) -> None:
         assert p.outcome == "AUTH_FAILED" and "authorization" not in types(p)
 
 
-async def test_channel_method_refuses_a_second_request_from_a_non_terminal(
-        system: System) -> None:
-    """(11) the authenticatable channel: only a terminal principal may speak for carol.
-
-    The door refuses a 2nd request a shop signed before it reaches the join (a dead letter),
-    so it cannot settle the order, nor end another shop's order early: the order expires."""
-    s = system.settings
-    order_id = uuid.uuid4().hex[:10]
-    key = authenticators.join_key("shop-1", order_id)
-    await send(s, "kessai.settlement.first",
-               FirstRequest("shop-1", order_id, order_id, Money(1155, "JPY"), "VIA_TERMINAL",
-                            content=FIG5), key, "shop-1")
-    reg = keys.load_registry(s.keys_dir)
-    sealed = crypto.seal(reg.sealing["settlement"][1],
-                         authenticators.pack_account("4012888888881881", "2029-03"),
-                         authenticators.account_context(key))
-    await send(s, "kessai.settlement.second",
-               SecondRequest("shop-1", order_id, "sess-z", "carol", FIG5, Money(1155, "JPY"),
-                             "channel", account_sealed=sealed), key, "shop-2")
-    dead = await wait_for(s, "kessai.dead-letters",
-                          lambda m: isinstance(m, DeadLetter) and m.topic ==
-                          "kessai.settlement.second" and order_id.encode() in m.original)
-    assert dead.reason == "unauthorized_sender" and dead.agent == "settlement"
-    result = await wait_for(s, "kessai.payment-results",
-                            lambda m: isinstance(m, PaymentResult) and m.order_id == order_id)
-    assert result.outcome == "EXPIRED"
-
-
 async def test_forged_relayed_result_is_rejected_by_the_shop(system: System) -> None:
     """(12) a user relays a made-up APPROVED: the shop does not ship."""
     [p] = await run(system.settings, purchase("carol", forge_relay=True))
     assert p.shop_status == "RESULT_REJECTED"
     assert any(h.type == "audit-event" and h.body["kind"] == "forged-result" for h in p.hops)
-
-
-async def test_same_order_id_at_two_shops_never_cross_matches(system: System) -> None:
-    """(13) R1: the join key is shop id + order id."""
-    s = system.settings
-    order_id = uuid.uuid4().hex[:10]
-    small = OrderContent([LineItem("XXXX", "ピーナッツバター", 500, 1)], "JPY", 25, 525)
-    await send(s, "kessai.settlement.first",
-               FirstRequest("shop-1", order_id, order_id, Money(525, "JPY"), "VIA_TERMINAL",
-                            content=small), authenticators.join_key("shop-1", order_id),
-               "shop-1")
-    await send(s, "kessai.settlement.first",
-               FirstRequest("shop-2", order_id, order_id, Money(1155, "JPY"), "VIA_TERMINAL",
-                            content=FIG5), authenticators.join_key("shop-2", order_id), "shop-2")
-    key2 = authenticators.join_key("shop-2", order_id)
-    reg = keys.load_registry(s.keys_dir)
-    sealed = crypto.seal(reg.sealing["settlement"][1],
-                         authenticators.pack_account("4012888888881881", "2029-03"),
-                         authenticators.account_context(key2))
-    await send(s, "kessai.settlement.second",
-               SecondRequest("shop-2", order_id, "sess-c", "carol", FIG5, Money(1155, "JPY"),
-                             "channel", account_sealed=sealed), key2, "terminal")
-    result = await wait_for(s, "kessai.payment-results",
-                            lambda m: isinstance(m, PaymentResult) and m.order_id == order_id)
-    assert result.shop_id == "shop-2" and result.outcome == "APPROVED"
-
-
-async def test_a_shop_cannot_send_a_first_request_as_another_shop(system: System) -> None:
-    """R5: the shop id must be the signer."""
-    s = system.settings
-    order_id = uuid.uuid4().hex[:10]
-    key = authenticators.join_key("shop-1", order_id)
-    await send(s, "kessai.settlement.first",
-               FirstRequest("shop-1", order_id, order_id, Money(1155, "JPY"), "VIA_TERMINAL",
-                            content=FIG5), key, "shop-2")
-    event = await wait_for(s, "kessai.audit", lambda m: isinstance(m, AuditEvent)
-                           and m.join_key == key and m.kind == "SHOP_IDENTITY")
-    assert "shop-2" in event.detail
 
 
 async def test_server_assigned_order_id_acknowledged_before_the_payment_request(
