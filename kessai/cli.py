@@ -99,13 +99,16 @@ def parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("replay", help="print decoded, signature-checked records of topics")
     _common(r)
-    r.add_argument("topics", nargs="+", metavar="TOPIC")
+    r.add_argument("topics", nargs="*", metavar="TOPIC",
+                   help="topics to read (default with --trace: every catalogued topic)")
     r.add_argument("--from-offset", type=int, default=None)
     r.add_argument("--to-offset", type=int, default=None)
     r.add_argument("--since", type=float, default=None,
                    help="only records at or after this UNIX time (seconds)")
     r.add_argument("--until", type=float, default=None)
     r.add_argument("--correlation-id", default=None)
+    r.add_argument("--trace", default=None, metavar="ID",
+                   help="only the records of one purchase (its trace id), in time order")
     r.add_argument("--json", action="store_true", help="JSON lines instead of a table")
 
     a = sub.add_parser("audit", help="audit the recorded history")

@@ -55,6 +55,7 @@ class ReplayRecord:
     error: str | None = None
     body: dict[str, Any] | None = None
     message: Any = field(default=None, repr=False, compare=False)
+    trace_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: bytes become hex, so sealed secrets stay sealed."""
@@ -65,7 +66,7 @@ class ReplayRecord:
             "type": self.type, "message_id": self.message_id,
             "correlation_id": self.correlation_id, "sender": self.sender,
             "signature_valid": self.signature_valid, "error": self.error,
-            "body": jsonable(self.body),
+            "trace_id": self.trace_id, "body": jsonable(self.body),
         }
 
 
@@ -97,7 +98,8 @@ def inspect_record(topic: str, partition: int, offset: int, timestamp_ms: int,
     except KessaiError as exc:
         detail = "no value (tombstone)" if value is None else str(exc)
         return ReplayRecord(*where, UNDECODABLE, None, _header(headers, envelope.HEADER_CID),
-                            None, False, f"{exc.code}: {detail}")
+                            None, False, f"{exc.code}: {detail}",
+                            trace_id=_header(headers, envelope.HEADER_TRACE))
     errors = []
     try:
         envelope.verify(env, registry)
@@ -117,7 +119,7 @@ def inspect_record(topic: str, partition: int, offset: int, timestamp_ms: int,
         errors.append(f"schema: {exc}")
         body = _raw_body(env.body)
     return ReplayRecord(*where, env.type, env.id, env.correlation_id, env.sender, valid,
-                        "; ".join(errors) or None, body, message)
+                        "; ".join(errors) or None, body, message, env.trace_id or None)
 
 
 def _raw_body(raw: bytes) -> dict[str, Any] | None:
@@ -157,14 +159,15 @@ async def _resolve(settings: Settings, topics: Sequence[str]) -> dict[str, int]:
 async def read_range(settings: Settings, topics: Sequence[str], *,
                      from_offset: int | None = None, to_offset: int | None = None,
                      since_ms: int | None = None, until_ms: int | None = None,
-                     correlation_id: str | None = None,
+                     correlation_id: str | None = None, trace_id: str | None = None,
                      progress: Progress | None = None) -> AsyncIterator[ReplayRecord]:
     """Yield the records of ``topics`` in the range, decoded and signature-checked.
 
     Every partition is read from its beginning (or ``from_offset``) up to the end captured
     when reading starts, or up to and including ``to_offset``. ``since_ms``/``until_ms``
     (inclusive) filter on record timestamps; ``correlation_id`` on the envelope's correlation
-    id (the header's, for a record that does not decode). Records of one partition come in
+    id (the header's, for a record that does not decode); ``trace_id`` on the purchase's trace
+    (every hop of one purchase, across flows). Records of one partition come in
     offset order. ``progress(read, total)`` is called after each fetched batch.
     Raises ConfigError for an unknown topic or a bad range, BrokerUnavailable if the broker
     does not answer.
@@ -194,6 +197,8 @@ async def read_range(settings: Settings, topics: Sequence[str], *,
             if until_ms is not None and record.timestamp_ms > until_ms:
                 continue
             if correlation_id is not None and record.correlation_id != correlation_id:
+                continue
+            if trace_id is not None and record.trace_id != trace_id:
                 continue
             yield record
     except KafkaError as exc:
@@ -313,6 +318,12 @@ def _stderr_progress() -> Progress | None:
     return report
 
 
+async def _sorted_by_time(records: list[ReplayRecord]) -> AsyncIterator[ReplayRecord]:
+    for record in sorted(records, key=lambda r: (r.timestamp_ms, r.topic, r.partition,
+                                                 r.offset)):
+        yield record
+
+
 def _seconds_to_ms(value: float | None) -> int | None:
     return None if value is None else int(value * 1000)
 
@@ -321,12 +332,22 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
     """``kessai replay TOPIC... [range and filters] [--json]``: JSON lines or a table."""
     progress = _stderr_progress()
 
+    topics = args.topics
+    if not topics:
+        if args.trace is None:
+            raise ConfigError("name at least one TOPIC, or --trace ID to follow one purchase "
+                              "across every catalogued topic")
+        topics = [t.name for t in CATALOGUE]
+
     async def replay() -> None:
         table: list[ReplayRecord] = []
-        async for record in read_range(
-                settings, args.topics, from_offset=args.from_offset, to_offset=args.to_offset,
-                since_ms=_seconds_to_ms(args.since), until_ms=_seconds_to_ms(args.until),
-                correlation_id=args.correlation_id, progress=progress):
+        records: AsyncIterator[ReplayRecord] = read_range(
+            settings, topics, from_offset=args.from_offset, to_offset=args.to_offset,
+            since_ms=_seconds_to_ms(args.since), until_ms=_seconds_to_ms(args.until),
+            correlation_id=args.correlation_id, trace_id=args.trace, progress=progress)
+        if args.trace is not None:  # one purchase: its hops in the order they happened
+            records = _sorted_by_time([r async for r in records])
+        async for record in records:
             if args.json:
                 print(json.dumps(record.to_dict(), ensure_ascii=False))
             else:

@@ -264,3 +264,43 @@ async def test_replay_reads_to_the_end_of_a_multi_record_batch(
     assert [r.offset for r in everything] == list(range(50))
     assert all(r.type == UNDECODABLE and not r.signature_valid for r in everything)
     assert [r.offset for r in tail] == [48, 49]
+
+
+async def _write_traced(settings: Settings, trace: str, topics: list[str]) -> None:
+    signer = keys.load_actor(settings.keys_dir, "settlement")
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all",
+                                enable_idempotence=False)
+    await producer.start()
+    try:
+        for i, topic in enumerate(topics):
+            env = envelope.seal_envelope(AuditEvent("test", f"c{i}", "hop"), f"c{i}", signer,
+                                         SystemClock(), trace)
+            await producer.send_and_wait(topic, envelope.encode(env), key=f"c{i}".encode(),
+                                         headers=env.headers())
+    finally:
+        await producer.stop()
+
+
+def test_cli_replay_trace_follows_one_purchase_across_topics(
+        broker: str, keys_dir: Path, settings: Settings, provisioned: list[Report],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`kessai replay --trace ID`: every catalogued topic, only that trace, in time order."""
+    import asyncio
+
+    mine, other = uuid.uuid4().hex, uuid.uuid4().hex
+    asyncio.run(_write_traced(settings, other, ["kessai.audit"]))
+    asyncio.run(_write_traced(settings, mine, ["kessai.audit", "kessai.dead-letters",
+                                               "kessai.audit"]))
+    code = main(["replay", "--trace", mine, "--json", "--bootstrap", broker,
+                 "--keys", str(keys_dir)])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 0
+    assert [r["correlation_id"] for r in rows] == ["c0", "c1", "c2"]
+    assert {r["trace_id"] for r in rows} == {mine}
+    assert [r["topic"] for r in rows] == ["kessai.audit", "kessai.dead-letters", "kessai.audit"]
+
+
+def test_cli_replay_without_topics_or_trace_is_exit_2(
+        broker: str, keys_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", "--bootstrap", broker, "--keys", str(keys_dir)]) == 2
+    assert "--trace" in capsys.readouterr().err
