@@ -1,0 +1,90 @@
+"""The consumer commits only what is durable, and the fetch wait adapts (kessai.transport)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from kessai import transport
+from kessai.settings import Waits
+
+
+class _Buffer:
+    def __init__(self, n: int) -> None:
+        self.pending: asyncio.Queue[int] = asyncio.Queue()
+        for i in range(n):
+            self.pending.put_nowait(i)
+        self.sent: list[int] = []
+
+    async def _send_pending(self, item: int) -> None:
+        await asyncio.sleep(0.02)  # a slow broker: faust's own flush gives up after 0.1 s
+        self.sent.append(item)
+
+
+class _Inner:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    async def flush(self) -> None:
+        self.log.append("acked")
+
+
+class _Producer:
+    def __init__(self, n: int, log: list[str]) -> None:
+        self.buffer = _Buffer(n)
+        self._producer = _Inner(log)
+
+
+async def test_durable_flush_sends_every_buffered_write_then_waits_for_acks() -> None:
+    log: list[str] = []
+    producer = _Producer(20, log)  # 20 × 20 ms: far beyond faust's 0.1 s flush budget
+    await transport.durable_flush(producer)
+    assert producer.buffer.sent == list(range(20))
+    assert producer.buffer.pending.empty() and log == ["acked"]
+
+
+async def test_offsets_are_committed_only_after_the_durable_flush(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    order: list[str] = []
+
+    async def flush(producer: Any) -> None:
+        await asyncio.sleep(0)
+        order.append("flush")
+
+    async def commit(self: Any, offsets: Any, start_new_transaction: bool = True) -> bool:
+        order.append("commit")
+        return True
+
+    monkeypatch.setattr(transport, "durable_flush", flush)
+    monkeypatch.setattr(faust_aiokafka.Consumer, "_commit_offsets", commit)
+    consumer = object.__new__(transport._Consumer)
+    consumer.__dict__["app"] = type("App", (), {"producer": object()})()
+    assert await transport._Consumer._commit_offsets(consumer, {}) is True
+    assert order == ["flush", "commit"]
+
+
+def test_fetch_wait_is_short_while_records_flow_and_grows_when_idle() -> None:
+    now = [0.0]
+    waits = Waits(fetch_wait_busy_ms=4, fetch_wait_idle_ms=250, idle_after_ms=2_000)
+    w = transport.AdaptiveWait(waits, clock=lambda: now[0])
+    assert w.on_fetch(True) == 4
+    now[0] = 1.0
+    assert w.on_fetch(False) == 4  # idle for less than idle_after: stay short
+    now[0] = 2.5
+    grown = [w.on_fetch(False) for _ in range(10)]
+    assert grown[0] == 8 and grown == sorted(grown) and grown[-1] == 250
+    assert w.on_fetch(True) == 4  # data again: short at once
+
+
+def test_waits_per_broker_kind_and_validation() -> None:
+    from kessai.errors import ConfigError
+
+    assert Waits.for_kind("embedded").fetch_wait_busy_ms < 20
+    assert Waits.for_kind("kafka").fetch_wait_busy_ms == 500  # Kafka's own default
+    with pytest.raises(ConfigError, match="broker kind"):
+        Waits.for_kind("pulsar")
+    with pytest.raises(ConfigError, match="at least"):
+        Waits(fetch_wait_busy_ms=50, fetch_wait_idle_ms=10)
