@@ -1,7 +1,10 @@
 """`kessai broker` and `kessai up`: the embedded broker, topics, and one process per agent.
 
 `up` supervises its workers: a worker that exits unexpectedly is reported and restarted (with
-a growing pause if it keeps failing); Ctrl-C or SIGTERM stops workers, then the broker.
+a growing pause if it keeps failing); Ctrl-C or SIGTERM stops workers (all at once, so the stop
+takes as long as the slowest worker, not their sum), then the broker, and `up` exits 0. Each
+worker is told the supervisor's pid (:mod:`kessai.lifeline`) and ends itself if the supervisor
+dies without stopping it.
 """
 
 from __future__ import annotations
@@ -16,12 +19,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kessai import keys
+from kessai import keys, lifeline
 from kessai.broker import EmbeddedBroker, wait_reachable
-from kessai.errors import ConfigError
+from kessai.errors import ConfigError, KessaiError
 from kessai.settings import Settings
 
 READY_MARK = "Ready"  # faust logs "[^Worker]: Ready" once the app is assigned and running
+# On Ctrl-C/SIGTERM workers get this long (together) to stop cleanly, then are killed; they
+# usually need ~1 s. With the broker's stop after them, `up` is gone within 10 s.
+STOP_GRACE_S = 5.0
 
 
 def say(msg: str) -> None:
@@ -63,10 +69,13 @@ class WorkerProc:
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # Its own session: Ctrl-C in a terminal reaches only the supervisor, which stops the
+        # workers itself. The lifeline pid lets a worker end itself if the supervisor dies.
+        env = {**self.env, lifeline.ENV_VAR: str(os.getpid())}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "kessai.cli", "worker", self.agent],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                 start_new_session=True)
         self.started_at = time.monotonic()
 
@@ -77,14 +86,21 @@ class WorkerProc:
             return False
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
+        stop_all([self], timeout)
+
+
+def stop_all(workers: list[WorkerProc], timeout: float = STOP_GRACE_S) -> None:
+    """SIGTERM every running worker at once, wait up to ``timeout`` in all, kill the rest."""
+    running = [w.proc for w in workers if w.proc is not None and w.proc.poll() is None]
+    for proc in running:
+        proc.terminate()
+    deadline = time.monotonic() + timeout
+    for proc in running:
         try:
-            self.proc.wait(timeout)
+            proc.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+            proc.kill()
+            proc.wait(5)
 
 
 def demo_profile(settings: Settings) -> Settings:
@@ -104,6 +120,7 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
     unknown = [n for n in names if n not in AGENTS]
     if unknown:
         raise ConfigError(f"unknown agent(s) {', '.join(unknown)}; known: {', '.join(AGENTS)}")
+    stop = _StopFlag()  # from here on, SIGTERM and Ctrl-C stop `up` through the finally below
     if keys.ensure(settings.keys_dir):
         say(f"created a development key set in {settings.keys_dir}")
     if args.demo:
@@ -119,7 +136,6 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
     else:
         settings = settings.with_(data_dir=run_dir)
         wait_reachable(settings.bootstrap)
-    stop = _StopFlag()
     workers: list[WorkerProc] = []
     try:
         say(f"bootstrap {settings.bootstrap}"
@@ -130,6 +146,8 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
         say(f"topics ready ({sum(1 for r in created if r.created)} created)")
         env = {**os.environ, **settings.child_env()}
         for name in names:
+            if stop.set:
+                break
             w = WorkerProc(name, settings.data_dir / "logs" / f"{name}.log", env)
             w.start()
             workers.append(w)
@@ -138,9 +156,7 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
         _wait_ready(workers, stop)
         say("all workers ready" if not stop.set else "stopping")
         if args.demo and not stop.set:
-            from kessai.journey import demo
-
-            demo(settings, as_json=False)
+            _run_demo(settings, stop)
             if args.exit_after_demo:
                 return 0
         if not stop.set:
@@ -148,11 +164,31 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
         _supervise(workers, stop)
         return 0
     finally:
-        for w in workers:
-            w.stop()
+        stop_all(workers)
         if broker is not None:
             broker.stop()
         say("stopped")
+
+
+def _run_demo(settings: Settings, stop: _StopFlag) -> None:
+    """The demo (`kessai demo` on these settings) as a child process, so that SIGTERM or Ctrl-C
+    need not wait for it: it is ended first, which closes its Kafka connections, and the
+    workers and the broker stop as quickly as without it."""
+    demo = subprocess.Popen([sys.executable, "-m", "kessai.cli", "demo"],
+                            env={**os.environ, **settings.child_env()}, stdin=subprocess.DEVNULL)
+    try:
+        while demo.poll() is None and not stop.set:
+            time.sleep(0.2)
+    finally:
+        if demo.poll() is None:
+            demo.terminate()
+            try:
+                demo.wait(3)
+            except subprocess.TimeoutExpired:
+                demo.kill()
+                demo.wait(5)
+    if not stop.set and demo.returncode not in (0, 1):  # 1: some scenario ended unexpectedly
+        raise KessaiError(f"the demo failed (exit code {demo.returncode}; see above)")
 
 
 def _wait_ready(workers: list[WorkerProc], stop: _StopFlag, timeout: float = 90.0) -> None:
