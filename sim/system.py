@@ -72,6 +72,14 @@ class System:
             named["broker"] = broker
         return named
 
+    def agents(self) -> list[str]:
+        """The agent types of the system's workers (all known ones for a running system)."""
+        if self.own:
+            return list(dict.fromkeys(w.agent for w in self.workers))
+        from agents import AGENTS
+
+        return list(AGENTS)
+
     def dead_workers(self) -> list[str]:
         return [w.agent for w in self.workers if w.proc is not None and w.proc.poll() is not None]
 

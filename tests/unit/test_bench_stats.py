@@ -83,26 +83,66 @@ def test_flow_model_counts_every_envelope_and_extra() -> None:
     assert counts["sign"] == len(floors.FLOW) + 1  # + the user's authenticator
     assert counts["verify"] == sum(len(r.readers) for r in floors.FLOW) + 1
     assert (counts["seal"], counts["open"], counts["mac"]) == (2, 3, 4)
-    assert floors.hops_per_payment() <= floors.records_per_payment()
+    assert 0 < floors.hops(floors.FLOW) < len(floors.FLOW)
     assert floors.FLOW[0].topic == bench.COMMANDS
     assert floors.FLOW[-1].topic == bench.ORDER_STATUS
 
 
 def test_crypto_ops_match_the_counts_and_run() -> None:
     world = floors.build_world()
-    ops = floors.crypto_ops(world)
+    flow = floors.model_flow(world)
     kinds: dict[str, int] = {}
-    for kind, fn in ops:
+    for kind, fn in floors.crypto_ops(flow, world):
         kinds[kind] = kinds.get(kind, 0) + 1
         fn()
-    assert kinds == {k: v for k, v in floors.op_counts().items() if v}
-    for _, fn in floors.envelope_ops(world):
+    assert kinds == {k: v for k, v in floors.op_counts(flow).items() if v}
+    for _, fn in floors.envelope_ops(flow, world):
         fn()
-    assert all(len(raw) > 50 for raw in floors.encoded_records(world))
+    assert all(len(r.raw) > 50 for r in flow)
 
 
-def seen(topic: str, type_: str, key: str, body: dict[str, object], trace: str = "") -> bench.Seen:
-    return bench.Seen(topic, type_, key, key, body, trace)
+def as_seen(flow: list[floors.Record], statuses: list[str]) -> list[floors.Seen]:
+    """The model's records as a probe would read them back, one millisecond apart."""
+    out, status = [], iter(statuses)
+    for i, r in enumerate(flow):
+        sender = {"shop": "shop-1"}.get(r.producer, r.producer)
+        body = {"status": next(status)} if r.type == "order-status" else {}
+        out.append(floors.Seen(r.topic, r.type, "k", "k", body, "T", sender, 1000 + i, r.raw))
+    return out
+
+
+def test_observed_flow_finds_the_model_s_critical_path() -> None:
+    flow = floors.model_flow(floors.build_world())
+    seen = as_seen(flow, ["AWAITING_PAYMENT", "PAID"])
+    observed, source = floors.observed_flow(list(reversed(seen)), None)
+    assert [(r.topic, r.type, r.on_path) for r in observed] == \
+        [(r.topic, r.type, r.on_path) for r in floors.FLOW]
+    assert set(source.values()) == {"model"}
+    assert floors.differences(observed) == {"missing": [], "extra": [], "readers_differ": []}
+
+
+def test_observed_flow_takes_readers_from_the_broker() -> None:
+    flow = floors.model_flow(floors.build_world())
+    readers = {t: list(r) for t, r in floors.model_readers().items()}
+    readers["kessai.wakeups"] = ["terminal"]  # say the relay stopped reading wake-ups
+    observed, source = floors.observed_flow(as_seen(flow, ["AWAITING_PAYMENT", "PAID"]),
+                                            readers)
+    assert set(source.values()) == {"broker"}
+    wake = next(r for r in observed if r.topic == "kessai.wakeups")
+    assert wake.readers == ("terminal",)
+    assert floors.op_counts(observed)["verify"] == floors.op_counts()["verify"] - 1
+    assert floors.differences(observed)["readers_differ"] == ["kessai.wakeups: terminal"]
+
+
+def test_critical_path_needs_a_final_status() -> None:
+    flow = floors.model_flow(floors.build_world())
+    seen = as_seen(flow, ["AWAITING_PAYMENT", "AWAITING_PAYMENT"])
+    assert floors.critical_path(seen, floors.model_readers()) == set()
+
+
+def seen(topic: str, type_: str, key: str, body: dict[str, object],
+         trace: str = "") -> floors.Seen:
+    return floors.Seen(topic, type_, key, key, body, trace)
 
 
 def test_related_follows_the_session_to_the_join_key_in_any_order() -> None:
@@ -126,14 +166,12 @@ def test_related_prefers_the_trace_id() -> None:
     assert [r.topic for r in bench.related(records, "s1", "T1")] == ["a", "b"]
 
 
-def test_flow_check_names_missing_and_extra_records() -> None:
-    model = [seen(r.topic, r.type, "k", {}) for r in floors.FLOW]
-    assert bench.flow_check(model)["matches_model"]
-    changed = [*model[1:], seen("kessai.dead-letters", "dead-letter", "k", {})]
-    check = bench.flow_check(changed)
-    assert not check["matches_model"]
-    assert check["missing"] == [f"{floors.FLOW[0].topic} {floors.FLOW[0].type}"]
-    assert check["extra"] == ["kessai.dead-letters dead-letter"]
+def test_differences_name_missing_and_extra_records() -> None:
+    changed = [*floors.FLOW[1:], floors.Record("kessai.dead-letters", "dead-letter", "shop",
+                                               (), False)]
+    diff = floors.differences(changed)
+    assert diff["missing"] == [f"{floors.FLOW[0].topic} {floors.FLOW[0].type}"]
+    assert diff["extra"] == ["kessai.dead-letters dead-letter"]
 
 
 def test_parse_stat_reads_utime_and_stime_after_a_command_with_spaces() -> None:
