@@ -4,7 +4,8 @@ spec R38, R39).
 Protocol, top to bottom, per enrolment request:
 
 1. The terminal's card data reaches the CA through the relay: ``CARegistration`` on
-   ``kessai.ca.registrations`` (only the relay may send it), the card (and the wallet password
+   ``kessai.ca.registrations`` (declared for the relay only: the runtime's door
+   dead-letters any other type or sender), the card (and the wallet password
    the user chose, if any) sealed to the CA with ``ca_card_context(request_id)``.
 2. The CA checks the card (well-formed number, not expired, brand matches the number) and that
    the wallet server is one it knows. A bad card → ``CAContents`` "rejected" with the reason,
@@ -27,17 +28,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-from typing import Any
 
 import msgpack
 
 from agents.ca import contents, rules
-from agents.ca.contexts import ca_card_context, unpack_registration
 from agents.ca.store import CAStore
-from agents.wallet.contexts import wallet_enrol_context
-from kessai import authenticators, certificates, crypto, devdata, envelope
+from kessai import authenticators, certificates, crypto, devdata
 from kessai.errors import ConfigError, SealError
-from kessai.runtime import AgentContext, Inbound, consume
+from kessai.runtime import AgentContext, Inbound
+from protocols.sealed import ca_card_context, unpack_registration, wallet_enrol_context
 from schemas.relay import AuthenticationInformation, CAContents, CARegistration, Certificate
 
 log = logging.getLogger("kessai.ca")
@@ -47,7 +46,6 @@ ACTORS = ["ca"]
 REGISTRATIONS = "kessai.ca.registrations"
 CA_CONTENTS = "kessai.relay.ca-contents"
 STORE_FILE = "ca.sqlite"
-RELAY = "relay"
 WALLETS = frozenset(devdata.WALLETS)
 VALIDITY_MS = 2 * 365 * 24 * 3600 * 1000  # two years ([I]: the patent names no lifetime)
 UNKNOWN_WALLET = "unknown_wallet"
@@ -72,13 +70,7 @@ class CA:
         self.signing_private = keys.signing_private
 
     async def on_registration(self, inbound: Inbound) -> None:
-        reg = inbound.message
-        if not isinstance(reg, CARegistration) or inbound.sender != RELAY:
-            await self.ctx.dead_letter(
-                "unexpected_registration", f"{inbound.opened.envelope.type} from "
-                f"{inbound.sender}", inbound.topic, inbound.partition, inbound.offset,
-                envelope.encode(inbound.opened.envelope), inbound.key)
-            return
+        reg: CARegistration = inbound.message
         issued = await self.store.get(reg.request_id)
         if issued is not None:  # a repeat: the same certificate, the same messages
             await self._send(*issued)
@@ -136,13 +128,14 @@ class CA:
         await self.ctx.emit(CA_CONTENTS, page, page.request_id)
 
 
+def declare(ctx: AgentContext, ca: CA) -> None:
+    """Only the relay registers (it seals the terminal's card data to the CA)."""
+    ctx.handle(REGISTRATIONS, ca.on_registration, types=(CARegistration,), senders=("relay",))
+
+
 def register(ctx: AgentContext) -> None:
-    """Attach the registration consumer; the issuance record opens on first use."""
+    """Declare the registration handler; the issuance record opens on first use and closes
+    when the worker stops."""
     ca = CA(ctx, CAStore(ctx.settings.data_dir / STORE_FILE))
-
-    consume(ctx, "ca-registrations", REGISTRATIONS, ca.on_registration)
-
-    async def close_store(sender: Any, **kwargs: Any) -> None:
-        await ca.store.close()
-
-    ctx.app.on_before_shutdown.connect(close_store)  # type: ignore[arg-type]  # mode's stubs reject handlers
+    declare(ctx, ca)
+    ctx.on_stop(ca.store.close)

@@ -3,20 +3,15 @@ hold the card number: at most its last four digits."""
 
 from __future__ import annotations
 
-from html import escape
-
+from protocols.contents import tag
 from schemas.relay import Certificate
 
 
-def _tag(name: str, value: object) -> str:
-    return f"<{name}>{escape(str(value), quote=False)}</{name}>"
-
-
 def registered(cert: Certificate, pan: str) -> str:
-    return (_tag("Result", "registered") + _tag("Serial", cert.serial)
-            + _tag("Brand", cert.brand) + _tag("CardEnding", pan[-4:])
-            + _tag("Wallet", cert.wallet_id) + _tag("User", cert.user_id))
+    return (tag("Result", "registered") + tag("Serial", cert.serial)
+            + tag("Brand", cert.brand) + tag("CardEnding", pan[-4:])
+            + tag("Wallet", cert.wallet_id) + tag("User", cert.user_id))
 
 
 def rejected(reason: str) -> str:
-    return _tag("Result", "rejected") + _tag("Reason", reason)
+    return tag("Result", "rejected") + tag("Reason", reason)

@@ -1,11 +1,11 @@
 """What the CA checks before it certifies a card (pure functions; [d:166] "performs
-authentication of the user"). The card checks are the FI host's (``agents.issuer.rules``):
-the CA does not certify a number that could never be charged.
+authentication of the user"). The card checks are the ones the FI host applies
+(``protocols.cards``): the CA does not certify a number that could never be charged.
 """
 
 from __future__ import annotations
 
-from agents.issuer.rules import is_expired, pan_well_formed
+from protocols.cards import is_expired, pan_well_formed
 
 INVALID_CARD = "invalid_card"
 EXPIRED_CARD = "expired_card"

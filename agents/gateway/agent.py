@@ -4,7 +4,8 @@ Protocol, top to bottom, per transaction:
 
 1. ⑪   ``ForwardedPaymentRequest`` from a shop on ``kessai.gateway.payment-requests``: the
        wallet's signed ``SetPaymentRequest``, carried unchanged. A record that does not hold
-       one cannot be answered and is dead-lettered.
+       one cannot be answered and is dead-lettered (another type or sender already is, by
+       the runtime's door: see ``declare``).
 2. R15 The request analyzing section 71 checks (``checks.examine``): the shop's signed payment
        information and that the forwarding shop is its shop (R42), the user's certificate
        (issued by the CA, not expired, not revoked), the user's signature with the
@@ -14,7 +15,8 @@ Protocol, top to bottom, per transaction:
 3.     The payment instructing section 72 → ``Authorization`` with join key ``gw/<txn id>``,
        the amount from the shop's payment information and the card sealed to the chosen
        settlement host, on ``kessai.authorizations``.
-4. ⑫   The host's ``AuthorizationResult`` (keys ``gw/…`` on ``kessai.authorization-results``)
+4. ⑫   The host's ``AuthorizationResult`` (keys ``gw/…`` on ``kessai.authorization-results``;
+       other keys are the settlement server's orders) from the host that was asked
        → ``ApprovalResponse`` on ``kessai.shop.approvals``, for the shop to carry to the wallet.
 
 Idempotent: per txn the gateway records the accepted request (``store``). A redelivered
@@ -27,17 +29,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from agents.gateway import checks
 from agents.gateway.checks import Accepted, Declined, NotARequest
 from agents.gateway.routing import GatewayPolicy
 from agents.gateway.store import GatewayStore, Txn
-from kessai import authenticators, crypto, envelope
+from kessai import authenticators, crypto
 from kessai.errors import ConfigError
-from kessai.runtime import AgentContext, Inbound, consume
+from kessai.runtime import AgentContext, Inbound
 from schemas.relay import ApprovalResponse, ForwardedPaymentRequest
 from schemas.v1 import Authorization, AuthorizationResult
 
@@ -67,14 +67,12 @@ class Gateway:
 
     # 1.–3. ⑪ in: check, then instruct the settlement host (or decline).
     async def on_payment_request(self, inbound: Inbound) -> None:
-        forwarded = inbound.message
-        if not isinstance(forwarded, ForwardedPaymentRequest):
-            await _dead_letter(self.ctx, inbound, "unexpected_type")
-            return
+        forwarded: ForwardedPaymentRequest = inbound.message
         try:
-            request, wallet_env = checks.admit(forwarded, inbound.sender, self.ctx.registry)
+            request, wallet_env = checks.admit(forwarded, self.ctx.registry)
         except NotARequest as exc:
-            await _dead_letter(self.ctx, inbound, exc.code, str(exc))
+            await self.ctx.dead_letter(exc.code, str(exc), inbound.topic, inbound.partition,
+                                       inbound.offset, inbound.raw, inbound.key)
             return
         digest = hashlib.sha256(wallet_env.body).digest()
         stored = await self.store.get(request.txn_id)
@@ -125,10 +123,10 @@ class Gateway:
         key = inbound.key.decode("utf-8", "replace") if inbound.key else ""
         if not key.startswith(JOIN_PREFIX):
             return  # a seed 003 order of the settlement server
-        result = inbound.message
-        if not isinstance(result, AuthorizationResult) or result.join_key != key:
+        result: AuthorizationResult = inbound.message
+        if result.join_key != key:
             await self.ctx.audit("unexpected-result", key,
-                                 f"{inbound.opened.envelope.type} from {inbound.sender}")
+                                 f"result for {result.join_key} keyed {key}")
             return
         txn = await self.store.by_join_key(key)
         if txn is None or inbound.sender != txn.host:
@@ -146,31 +144,23 @@ class Gateway:
         await self.ctx.emit(APPROVALS, response, response.txn_id)
 
 
+def declare(ctx: AgentContext, gateway: Gateway) -> None:
+    """A shop forwards the wallet's payment request; the settlement host answers the
+    authorization (actors of the issuer kind: the hosts the routing names)."""
+    ctx.handle(PAYMENT_REQUESTS, gateway.on_payment_request, types=(ForwardedPaymentRequest,),
+               senders=("shop",))
+    ctx.handle(AUTH_RESULTS, gateway.on_authorization_result, types=(AuthorizationResult,),
+               senders=("issuer",))
+
+
 def register(ctx: AgentContext) -> None:
-    """Attach the gateway's two consumers; its store opens on first use."""
+    """Declare the gateway's two handlers; its store opens on first use and closes when the
+    worker stops."""
     keys = ctx.actor_keys("gateway")
     if keys.seal_private is None:
         raise ConfigError(f"the gateway's key file has no sealing key; recreate the key set "
                           f"with 'kessai keys init --force {ctx.settings.keys_dir}'")
     gateway = Gateway(ctx, GatewayStore(ctx.settings.data_dir / STORE_FILE),
                       GatewayPolicy.from_env(), keys.seal_private)
-    consume(ctx, "gateway-payment-requests", PAYMENT_REQUESTS, gateway.on_payment_request)
-    consume(ctx, "gateway-authorization-results", AUTH_RESULTS,
-             gateway.on_authorization_result)
-
-    async def close_store(sender: Any, **kwargs: Any) -> None:
-        await gateway.store.close()
-
-    ctx.app.on_before_shutdown.connect(close_store)  # type: ignore[arg-type]  # mode's stubs reject handlers
-
-
-Handler = Callable[[Inbound], Awaitable[None]]
-
-
-
-async def _dead_letter(ctx: AgentContext, inbound: Inbound, reason: str,
-                       detail: str = "") -> None:
-    await ctx.dead_letter(reason,
-                          detail or f"{inbound.opened.envelope.type} from {inbound.sender}",
-                          inbound.topic, inbound.partition, inbound.offset,
-                          envelope.encode(inbound.opened.envelope), inbound.key)
+    declare(ctx, gateway)
+    ctx.on_stop(gateway.store.close)

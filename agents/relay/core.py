@@ -1,6 +1,6 @@
 """What every relay flow shares: sessions and their hidden strings, the contents converter's
 entry point, the terminal's view of a session, stepping a session while sending one message,
-and the keep-alive wait. The flows (``agent``: FIG. 3; ``twosided``; ``enrol``) read as their
+and the keep-alive wait. The flows (``setwallet``: FIG. 3; ``twosided``; ``enrol``) read as their
 protocol steps on top of this.
 """
 

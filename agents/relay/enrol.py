@@ -6,7 +6,8 @@ Top to bottom, per enrolment session:
 2. ``POST /enrol``: the user's card, expiry, brand, wallet server and user name. The card is
    sealed to the CA the moment it arrives (the relay keeps nothing, R43) and the registration
    goes to ``kessai.ca.registrations`` [d:166].
-3. The CA answers on ``kessai.relay.ca-contents`` with two things: contents for the terminal,
+3. The CA (and only the CA: the handler is declared for it) answers on
+   ``kessai.relay.ca-contents`` with two things: contents for the terminal,
    which the relay converts like any other (claim 13), and the user's authentication
    information — the certificate — which the redirecting section forwards to the wallet
    server (claim 12) and never to the terminal (R39).
@@ -20,7 +21,6 @@ import secrets
 from dataclasses import dataclass
 from html import escape
 
-from agents.ca.contexts import ca_card_context, pack_registration
 from agents.relay import flow
 from agents.relay.core import Refused, RelayCore, View
 from agents.relay.pages import Action, Input
@@ -29,6 +29,7 @@ from agents.relay.store import RelaySession
 from agents.relay.templates import MissingItem, extract
 from kessai import crypto, devdata
 from kessai.runtime import Inbound
+from protocols.sealed import ca_card_context, pack_registration
 from schemas.relay import AuthenticationInformation, CAContents, CARegistration
 
 log = logging.getLogger("kessai.relay")
@@ -52,8 +53,6 @@ def enrol_action(wallets: list[str]) -> Action:
 
 @dataclass
 class Enrolment(RelayCore):
-    TOPIC = "kessai.relay.ca-contents"
-
     def wallets(self) -> list[str]:
         return [w for w in devdata.WALLETS if w in self.ctx.registry.sealing]
 
@@ -101,13 +100,7 @@ class Enrolment(RelayCore):
 
     # 3. the CA's contents (claim 13) and the certificate for the wallet (claim 12).
     async def on_ca_contents(self, inbound: Inbound) -> None:
-        msg = inbound.message
-        if not isinstance(msg, (CAContents, AuthenticationInformation)):
-            return
-        if inbound.sender != "ca":
-            await self.ctx.audit("unexpected-sender", f"enrol:{msg.request_id}",
-                                 f"{type(msg).__name__} from {inbound.sender!r} ignored")
-            return
+        msg: CAContents | AuthenticationInformation = inbound.message
         session = await self.db.by_txn(msg.request_id)
         if session is None or session.flow != "enrol":
             if isinstance(msg, AuthenticationInformation):

@@ -31,11 +31,11 @@ from typing import Any
 from aiohttp import web
 
 from agents.relay import flow
-from agents.relay.agent import Relay
 from agents.relay.config import RelayConfig
 from agents.relay.core import Refused, View
 from agents.relay.enrol import Enrolment
 from agents.relay.profiles import UnknownProfile
+from agents.relay.setwallet import Relay
 from agents.relay.store import RelaySession
 from agents.relay.twosided import TwoSided
 from kessai import devdata, http

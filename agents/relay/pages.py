@@ -26,8 +26,6 @@ from urllib.parse import urlencode
 from agents.relay.profiles import Profile, template_level
 from agents.relay.templates import Extracted, check_required, extract, fill, load_template
 from kessai.errors import ConfigError
-from kessai.money import Money
-from schemas.v1 import OrderContent
 
 SESSION_FIELD = "s"
 MARKER_PREFIX = "kessai-session:"
@@ -224,20 +222,6 @@ def error_page(profile: Profile, message: str, *, session_token: str = "") -> Pa
         return Page(whole, 1, 1)
     keep = _longest(len(text), lambda k: _fits(render(text[:k] + "…"), profile))
     return Page(render(text[:keep] + "…" if keep else ""), 1, 1)
-
-
-def tagged_payment_information(content: OrderContent, txn_id: str) -> str:
-    """Tagged contents (FIG. 5 (A)) for an order: one ``<Item>`` per line item with
-    ``<Product>``, ``<UnitCost>``, ``<Quant>``, then ``<Tax>``, ``<Total>`` and ``<TxnId>``.
-    Amounts are formatted by Money, so the ``<Total>`` text is ``str(content.amount)`` (R27)."""
-    e = html.escape
-    rows = "".join(
-        f"<Item><Product>{e(item.name)}</Product>"
-        f"<UnitCost>{e(str(Money(item.unit_price, content.currency)))}</UnitCost>"
-        f"<Quant>{item.quantity}</Quant></Item>"
-        for item in content.items)
-    return (f"{rows}<Tax>{e(str(Money(content.tax, content.currency)))}</Tax>"
-            f"<Total>{e(str(content.amount))}</Total><TxnId>{e(txn_id)}</TxnId>")
 
 
 # -- building and measuring ---------------------------------------------------------------------

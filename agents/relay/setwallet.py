@@ -1,7 +1,5 @@
-"""Relay worker: the relay server 40 of seeds 000/001 between limited terminals (phones, game
-machines) and the shop, the server wallets, the payment gateway and the CA (docs/relay.md).
-
-Protocol of the main flow (FIG. 3), top to bottom, per terminal session:
+"""The relay's main flow (FIG. 3, seeds 000/001): a limited terminal pays with a server
+wallet, the relay server 40 between them (docs/relay.md). Top to bottom, per terminal session:
 
 1. ③④   the terminal presses the final-payment button, which points at the relay (``/pay``);
          the redirecting section sends the procedure request to the shop (claim 1, R4).
@@ -20,30 +18,28 @@ Protocol of the main flow (FIG. 3), top to bottom, per terminal session:
 6. ⑬⑭   the result is converted and held; whoever asks with the session string later —
          after a dropped call too — gets it (R32).
 
-Enrolment (claims 12–13) is in ``enrol``, the two-sided settlement for limited terminals in
-``twosided``; the terminal-facing HTTP server 43 in ``http``. Every terminal ⇄ relay exchange
-is recorded on ``kessai.relay.terminal-traffic`` (no secrets).
+The handlers here run behind the runtime's door, declared in ``agents.relay.agent``: the
+payment information and order status only from the shop they name, the contents only from the
+wallet server they name.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import product
 
 from agents.relay import flow, sessions
-from agents.relay.config import RelayConfig
 from agents.relay.core import Refused, RelayCore, View
 from agents.relay.pages import Action, Input, wallet_selection_page
-from agents.relay.profiles import Profile, load_profiles
-from agents.relay.store import RelayDB, RelaySession
+from agents.relay.profiles import Profile
+from agents.relay.store import RelaySession
 from agents.relay.templates import MissingItem, extract
-from agents.relay.waiting import Waiters
-from agents.wallet.contexts import wallet_password_context
 from kessai import crypto, devdata
-from kessai.runtime import AgentContext, Inbound, consume
+from kessai.runtime import Inbound
+from protocols.sealed import wallet_password_context
 from schemas.relay import (
     PaymentInformation,
     ProcedureRequest,
@@ -57,13 +53,8 @@ from schemas.v1 import OrderStatus
 
 log = logging.getLogger("kessai.relay")
 
-ACTORS: list[str] = ["relay"]
-
 PROCEDURE_REQUESTS = "kessai.relay.procedure-requests"
-PAYMENT_INFORMATION = "kessai.relay.payment-information"
 WALLET_INBOX = "kessai.wallet.inbox"
-WALLET_CONTENTS = "kessai.relay.wallet-contents"
-ORDER_STATUS = "kessai.order-status"
 
 LOGIN_ACTION = Action("Log in", "/login", inputs=(
     Input("user_name", "User name"), Input("password", "Password", "password")))
@@ -126,13 +117,7 @@ class Relay(RelayCore):
 
     # 2. ⑤ the shop's payment information → ⑥ a wallet, or FIG. 7 (A).
     async def on_payment_information(self, inbound: Inbound) -> None:
-        info = inbound.message
-        if not isinstance(info, PaymentInformation):
-            return
-        if inbound.sender != info.shop_id or info.shop_id not in devdata.SHOPS:
-            await self.ctx.audit("unexpected-sender", info.txn_id,
-                                 f"payment information from {inbound.sender!r} ignored")
-            return
+        info: PaymentInformation = inbound.message
         session = await self.db.by_txn(info.txn_id)
         if session is None or session.flow != "set-wallet":
             return  # another relay's transaction, or one this relay has forgotten
@@ -210,13 +195,7 @@ class Relay(RelayCore):
 
     # 3. ⑦⑧ (and conditions, confirming, ⑬): the wallet's contents, converted.
     async def on_wallet_contents(self, inbound: Inbound) -> None:
-        contents = inbound.message
-        if not isinstance(contents, WalletContents):
-            return
-        if inbound.sender != contents.wallet_id:
-            await self.ctx.audit("unexpected-sender", contents.txn_id,
-                                 f"wallet contents from {inbound.sender!r} ignored")
-            return
+        contents: WalletContents = inbound.message
         session = await self.db.by_txn(contents.txn_id)
         if session is None or session.flow != "set-wallet":
             return
@@ -307,9 +286,8 @@ class Relay(RelayCore):
 
     # The shop could not take the procedure (an unknown or empty cart): tell the terminal.
     async def on_order_status(self, inbound: Inbound) -> None:
-        status = inbound.message
-        if not isinstance(status, OrderStatus) or status.status != "NOT_PAID" \
-                or inbound.sender != status.shop_id:
+        status: OrderStatus = inbound.message
+        if status.status != "NOT_PAID":
             return
         session = await self.db.by_txn(status.session) or await self.db.get(status.session)
         if session is None or session.shop_id != status.shop_id \
@@ -324,31 +302,3 @@ class Relay(RelayCore):
 
 def _txn_id() -> str:
     return "txn-" + secrets.token_hex(10)
-
-
-Handler = Callable[[Inbound], Awaitable[None]]
-
-
-def register(ctx: AgentContext) -> None:
-    """Attach the relay's consumers (Web client 41's side) and its HTTP server 43."""
-    from agents.relay import http
-    from agents.relay.enrol import Enrolment
-    from agents.relay.twosided import TwoSided
-
-    load_profiles()  # configuration errors stop the worker at start, not at the first page
-    config = RelayConfig.from_env()
-    db = RelayDB(ctx.settings.data_dir / "relay.sqlite")
-    waiters = Waiters(ctx.clock, config.keepalive_ms)
-    relay = Relay(ctx, db, config, waiters)
-    two_sided = TwoSided(ctx, db, config, waiters)
-    enrolment = Enrolment(ctx, db, config, waiters)
-
-    consume(ctx, "relay-payment-information", PAYMENT_INFORMATION,
-             relay.on_payment_information)
-    consume(ctx, "relay-wallet-contents", WALLET_CONTENTS, relay.on_wallet_contents)
-    consume(ctx, "relay-order-status", ORDER_STATUS, relay.on_order_status)
-    consume(ctx, "relay-ca-contents", enrolment.TOPIC, enrolment.on_ca_contents)
-    consume(ctx, "relay-wakeups", two_sided.WAKEUPS, two_sided.on_payment_request)
-    consume(ctx, "relay-payment-results", two_sided.RESULTS, two_sided.on_payment_result)
-    http.register(ctx, http.Front(relay, two_sided, enrolment), config, on_stopped=db.close)
-

@@ -32,14 +32,21 @@ from typing import Any
 
 from agents.relay import flow
 from agents.relay.core import Refused, RelayCore, View
-from agents.relay.pages import Action, Input, tagged_payment_information
+from agents.relay.pages import Action, Input
 from agents.relay.profiles import Profile
 from agents.relay.store import RelaySession
 from agents.relay.templates import MissingItem
-from agents.terminal import wallet
 from kessai import devdata, envelope
 from kessai.authenticators import join_key
 from kessai.runtime import Inbound
+from protocols.contents import tagged_payment_information
+from protocols.user import (
+    WalletError,
+    build_second_request,
+    check_displayed,
+    delivery_for,
+    relay_of,
+)
 from schemas.v1 import OrderRequest, PaymentRequest, PaymentResult
 
 log = logging.getLogger("kessai.relay")
@@ -90,9 +97,6 @@ def result_contents(result: PaymentResult, order_id: str) -> str:
 
 @dataclass
 class TwoSided(RelayCore):
-    WAKEUPS = "kessai.wakeups"
-    RESULTS = "kessai.payment-results"
-
     # 1. M1: the order, placed for the terminal.
     async def pay(self, prof: Profile, shop_id: str, user_id: str, raw_items: str,
                   started_ms: int) -> View:
@@ -118,28 +122,25 @@ class TwoSided(RelayCore):
                                                 "items": items})
         await self.ctx.emit(ORDER_REQUESTS, OrderRequest(
             session=session.sid, user_id=user_id, shop_id=shop_id, items=items,
-            delivery=wallet.delivery_for(user_id)), session.sid, sender="relay")
+            delivery=delivery_for(user_id)), session.sid, sender="relay")
         log.info("relay %s: order request for %s at %s", session.sid, user_id, shop_id)
         return await self.settle(session, started_ms)
 
     # 2. M4: the shop's payment request, shown with the card form.
     async def on_payment_request(self, inbound: Inbound) -> None:
-        request = inbound.message
-        if not isinstance(request, PaymentRequest):
-            return
+        request: PaymentRequest = inbound.message
         session = await self.db.get(request.session)
         if session is None or session.flow != "two-sided":
             return  # a terminal's purchase, or another relay's
         key = join_key(request.shop_id, request.order_id)
-        if inbound.sender != request.shop_id or request.shop_id != session.shop_id \
-                or request.user_id != session.user_id:
+        if request.shop_id != session.shop_id or request.user_id != session.user_id:
             await self.ctx.audit("unexpected-payment-request", key,
                                  f"payment request from {inbound.sender!r} does not match "
                                  f"relay session {session.sid}")
             return
         if session.stage != flow.ORDERING:
             return  # shown already
-        mistake = wallet.check_displayed(session.extra.get("items", []), request)
+        mistake = check_displayed(session.extra.get("items", []), request)
         if mistake is not None:
             await self.ctx.audit("user-refused", key, mistake)
             view = self.error_view(self.profile_of(session.profile),
@@ -184,9 +185,9 @@ class TwoSided(RelayCore):
                 if not password or len(password) > 256:
                     raise flow.FormError("type your password")
                 user_wallet["password"] = password
-            second = wallet.build_second_request(request, user_wallet, TYPED,
+            second = build_second_request(request, user_wallet, TYPED,
                                                  self.ctx.registry.sealing["settlement"][1])
-        except (flow.FormError, wallet.WalletError) as exc:
+        except (flow.FormError, WalletError) as exc:
             raise Refused(self.error_view(prof, str(exc), session=session,
                                           status=400)) from None
         await self.step(session, "confirm", SECOND, second, session.txn_id)
@@ -195,17 +196,16 @@ class TwoSided(RelayCore):
 
     # 4. M9 → the result page, held; M10 to the shop in VIA_TERMINAL mode.
     async def on_payment_result(self, inbound: Inbound) -> None:
-        result = inbound.message
-        if not isinstance(result, PaymentResult) or result.recipient != "user":
+        result: PaymentResult = inbound.message
+        if result.recipient != "user":
             return
         session = await self.db.get(result.session)
         if session is None or session.flow != "two-sided":
             return
         key = join_key(result.shop_id, result.order_id)
-        if inbound.sender != "settlement" or session.txn_id != key:
+        if session.txn_id != key:
             await self.ctx.audit("unexpected-result", key,
-                                 f"result from {inbound.sender!r} for relay session "
-                                 f"{session.sid}")
+                                 f"result for {key} on relay session {session.sid}")
             return
         if session.stage in (flow.PAYING, flow.SETTLING):
             kind = "result"
@@ -218,5 +218,5 @@ class TwoSided(RelayCore):
             log.info("relay %s: order %s %s", session.sid, key, result.outcome)
         if result.result_mode == "VIA_TERMINAL":
             # Every copy, redeliveries too: the shop records a final status once.
-            await self.ctx.emit(RELAYED, wallet.relay_of(result), key, sender="relay")
+            await self.ctx.emit(RELAYED, relay_of(result), key, sender="relay")
 

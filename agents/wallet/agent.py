@@ -22,7 +22,10 @@ wallet gets the password the user chose at enrolment: the CA puts its salted has
 password) in ``extra["password_salt"]`` / ``extra["password_hash"]``, hex. An existing user
 keeps their password; changing it is a personal-wallet operation ([d:316]) not done here.
 
-The session is found by txn id and admitted only with its cookie (R29). Card numbers,
+Each message type is declared with the sender kind that may send it (``declare``: the relay,
+or a shop for the approval it carries); the runtime's door dead-letters any other type or
+sender before a handler runs. A record for a wallet server this worker does not host is
+skipped. The session is found by txn id and admitted only with its cookie (R29). Card numbers,
 passwords and keys never reach a log, an exception message or an unsealed field.
 """
 
@@ -30,21 +33,19 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import msgpack
 
 from agents.wallet import checks, contents, sessions
 from agents.wallet.checks import Refused
-from agents.wallet.contexts import wallet_password_context
 from agents.wallet.request import payment_request
 from agents.wallet.sessions import Session
 from agents.wallet.store import WalletStore, seed_from_secrets
 from kessai import crypto, devdata, envelope
 from kessai.errors import ConfigError, SealError
-from kessai.runtime import AgentContext, Inbound, consume
+from kessai.runtime import AgentContext, Handler, Inbound
+from protocols.sealed import wallet_password_context
 from schemas.codec import from_body
 from schemas.relay import (
     AuthenticationInformation,
@@ -67,8 +68,6 @@ INBOX = "kessai.wallet.inbox"
 CONTENTS = "kessai.relay.wallet-contents"
 PAYMENT_REQUESTS = "kessai.shop.payment-requests"
 STORE_FILE = "wallet.sqlite"
-RELAY = "relay"
-SHOPS = frozenset(devdata.SHOPS)
 _DUMMY_SALT = b"\x00" * 16
 
 
@@ -77,30 +76,20 @@ class Wallet:
     ctx: AgentContext
     store: WalletStore
 
-    async def on_inbox(self, inbound: Inbound) -> None:
-        """Admit one inbox record: our wallet, the right sender for its type."""
-        msg = inbound.message
-        handlers: dict[type, tuple[frozenset[str], Callable[[Inbound], Awaitable[None]]]] = {
-            WalletPaymentInformation: (frozenset({RELAY}), self.on_payment_information),
-            WalletLogin: (frozenset({RELAY}), self.on_login),
-            WalletConditions: (frozenset({RELAY}), self.on_conditions),
-            WalletFinalApproval: (frozenset({RELAY}), self.on_final_approval),
-            ForwardedApproval: (SHOPS, self.on_forwarded_approval),
-            AuthenticationInformation: (frozenset({RELAY}), self.on_authentication_information),
-        }
-        entry = handlers.get(type(msg))
-        if entry is None:
-            await _dead_letter(self.ctx, inbound, "unexpected_type")
-            return
-        senders, handler = entry
-        if inbound.sender not in senders:
-            await _dead_letter(self.ctx, inbound, "unauthorized_sender")
-            return
-        if msg.wallet_id not in self.ctx.keys:
-            log.debug("wallet: %s for wallet %s is not for this worker", type(msg).__name__,
-                      msg.wallet_id)
-            return
-        await handler(inbound)
+    def hosted(self, handler: Handler) -> Handler:
+        """``handler``, for records addressed to a wallet server this worker hosts. A record
+        for another wallet server is not for this worker and is skipped (not an error)."""
+
+        async def handle(inbound: Inbound) -> None:
+            msg = inbound.message
+            if msg.wallet_id in self.ctx.keys:
+                await handler(inbound)
+            else:
+                log.debug("wallet: %s for wallet %s is not for this worker",
+                          type(msg).__name__, msg.wallet_id)
+
+        handle.__qualname__ = f"hosted({handler.__qualname__})"
+        return handle
 
     # 1. ⑥→⑦: payment information in, login contents with a session cookie out (R10).
     async def on_payment_information(self, inbound: Inbound) -> None:
@@ -339,8 +328,25 @@ def _stored_request(session: Session) -> SetPaymentRequest:
     return from_body(SetPaymentRequest, msgpack.unpackb(session.request, raw=False))
 
 
+def declare(ctx: AgentContext, wallet: Wallet) -> None:
+    """The wallet's handlers on its inbox. The relay speaks for the terminal (steps 1–4) and
+    forwards the CA's certificates; a shop carries the gateway's approval (step 5)."""
+    ctx.handle(INBOX, wallet.hosted(wallet.on_payment_information),
+               types=(WalletPaymentInformation,), senders=("relay",))
+    ctx.handle(INBOX, wallet.hosted(wallet.on_login), types=(WalletLogin,), senders=("relay",))
+    ctx.handle(INBOX, wallet.hosted(wallet.on_conditions), types=(WalletConditions,),
+               senders=("relay",))
+    ctx.handle(INBOX, wallet.hosted(wallet.on_final_approval), types=(WalletFinalApproval,),
+               senders=("relay",))
+    ctx.handle(INBOX, wallet.hosted(wallet.on_forwarded_approval), types=(ForwardedApproval,),
+               senders=("shop",))
+    ctx.handle(INBOX, wallet.hosted(wallet.on_authentication_information),
+               types=(AuthenticationInformation,), senders=("relay",))
+
+
 def register(ctx: AgentContext) -> None:
-    """Attach the inbox consumer; the store opens (and seeds the personal wallets) on use."""
+    """Declare the inbox handlers; the store opens (and seeds the personal wallets) on use
+    and closes when the worker stops."""
     seed = []
     for wallet_id in ACTORS:
         if wallet_id not in ctx.keys:
@@ -350,18 +356,5 @@ def register(ctx: AgentContext) -> None:
                               f"'kessai keys init --force {ctx.settings.keys_dir}'")
         seed += seed_from_secrets(wallet_id, ctx.actor_keys(wallet_id).secrets.get("users", {}))
     wallet = Wallet(ctx, WalletStore(ctx.settings.data_dir / STORE_FILE, seed))
-
-    consume(ctx, "wallet-inbox", INBOX, wallet.on_inbox)
-
-    async def close_store(sender: Any, **kwargs: Any) -> None:
-        await wallet.store.close()
-
-    ctx.app.on_before_shutdown.connect(close_store)  # type: ignore[arg-type]  # mode's stubs reject handlers
-
-
-async def _dead_letter(ctx: AgentContext, inbound: Inbound, reason: str,
-                       detail: str = "") -> None:
-    await ctx.dead_letter(reason,
-                          detail or f"{inbound.opened.envelope.type} from {inbound.sender}",
-                          inbound.topic, inbound.partition, inbound.offset,
-                          envelope.encode(inbound.opened.envelope), inbound.key)
+    declare(ctx, wallet)
+    ctx.on_stop(wallet.store.close)

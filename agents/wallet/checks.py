@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import msgpack
 
-from agents.wallet.contexts import wallet_enrol_context
 from agents.wallet.store import Card, User
 from kessai import authenticators, certificates, crypto, envelope
 from kessai.errors import IntegrityError, KessaiError
 from kessai.keys import Registry
+from protocols.sealed import wallet_enrol_context
 from schemas.relay import ApprovalResponse, AuthenticationInformation, PaymentInformation
 
 GATEWAY = "gateway"

@@ -13,20 +13,15 @@ Pure functions of their inputs: no I/O, no clock.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from html import escape
 
-# One tagged form of the payment information for the wallet's confirming information and the
-# relay's templates (FIG. 5 (A)): Item/Product/UnitCost/Quant, Tax, Total, TxnId.
-from agents.relay.pages import tagged_payment_information
+# The tagged form the relay's templates read (FIG. 5 (A)): Item/Product/UnitCost/Quant, Tax,
+# Total, TxnId.
+from protocols.contents import tag, tagged_payment_information
 from schemas.relay import ApprovalResponse, PaymentInformation
 
 METHODS: tuple[str, ...] = ("lump-sum", "installments-3")  # payment methods ([d:202])
 __all__ = ["METHODS", "approval", "conditions", "confirming", "declined", "error", "login",
-           "login_failed", "tag", "tagged_payment_information"]
-
-
-def tag(name: str, value: object) -> str:
-    return f"<{name}>{escape(str(value), quote=False)}</{name}>"
+           "login_failed"]
 
 
 def _header(wallet_id: str, info: PaymentInformation) -> str:

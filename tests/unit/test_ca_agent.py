@@ -11,14 +11,19 @@ import pytest
 
 from agents.ca import agent as ca_agent
 from agents.ca import rules
-from agents.ca.contexts import ca_card_context, pack_registration, unpack_registration
 from agents.ca.store import CAStore
 from agents.wallet import agent as wallet_agent
-from agents.wallet.contexts import wallet_enrol_context, wallet_password_context
 from agents.wallet.store import WalletStore
 from kessai import authenticators, certificates, crypto, keys
 from kessai.errors import SealError
 from kessai.runtime import Inbound
+from protocols.sealed import (
+    ca_card_context,
+    pack_registration,
+    unpack_registration,
+    wallet_enrol_context,
+    wallet_password_context,
+)
 from schemas.relay import (
     AuthenticationInformation,
     CAContents,
@@ -36,6 +41,8 @@ from tests.recording import (  # CLOCK: 2023-11, a card expiring 2030 is valid
 )
 
 CA_CONTENTS = "kessai.relay.ca-contents"
+REGISTRATIONS = "kessai.ca.registrations"
+WALLET_INBOX = "kessai.wallet.inbox"
 PAN = "4012888888881881"
 
 
@@ -47,9 +54,12 @@ def keydir(tmp_path_factory):
 
 
 class World:
+    """A CA worker with its handler declared; records go through the runtime's door."""
+
     def __init__(self, keydir, tmp_path):
         self.ctx = context(keydir, tmp_path, "ca", ca_agent.ACTORS)
         self.ca = ca_agent.CA(self.ctx, CAStore(tmp_path / "ca.sqlite"))
+        ca_agent.declare(self.ctx, self.ca)
         self.registry = self.ctx.registry
         self.relay = keys.load_actor(keydir, "relay")
 
@@ -61,9 +71,15 @@ class World:
                              context or ca_card_context(request_id))
         return CARegistration(request_id, user, wallet, brand, sealed)
 
+    async def deliver(self, record: Inbound) -> None:
+        """``record`` through the door (the same record again is a redelivery)."""
+        await self.ctx.door.receive(REGISTRATIONS, record.partition, record.offset, record.key,
+                                    record.raw)
+
     async def register(self, reg: CARegistration, sender=None) -> Inbound:
-        record = inbound(signed(reg, sender or self.relay, reg.request_id), self.registry)
-        await self.ca.on_registration(record)
+        record = inbound(signed(reg, sender or self.relay, reg.request_id), self.registry,
+                         REGISTRATIONS)
+        await self.deliver(record)
         return record
 
 
@@ -113,7 +129,7 @@ async def test_registration_issues_a_certificate_for_the_wallet(world, keydir):
 async def test_redelivery_gives_the_same_certificate(world):
     record = await world.register(world.registration())
     first = world.ctx.take(CA_CONTENTS)
-    await world.ca.on_registration(record)
+    await world.deliver(record)
     again = world.ctx.take(CA_CONTENTS)
     assert [s.msg for s in again] == [s.msg for s in first]
 
@@ -135,8 +151,44 @@ async def test_bad_registrations_are_rejected_without_a_certificate(world, kw, r
 
 
 async def test_only_the_relay_may_register(world, keydir):
-    await world.register(world.registration(), sender=keys.load_actor(keydir, "shop-1"))
-    assert world.ctx.take() == [] and world.ctx.dead[0][0] == "unexpected_registration"
+    record = await world.register(world.registration(),
+                                  sender=keys.load_actor(keydir, "shop-1"))
+    assert world.ctx.take() == [] and world.ctx.dead[0][0] == "unauthorized_sender"
+    assert world.ctx.dead[0][5] == record.raw
+    # Nor anything but a registration, from the relay either.
+    await world.deliver(inbound(signed(CAContents("r-1", "<Result>registered</Result>"),
+                                       world.relay, "r-1"), world.registry, REGISTRATIONS))
+    assert world.ctx.take() == [] and world.ctx.dead[1][0] == "unexpected_type"
+
+
+def test_declarations_match_the_topic_catalogue(world):
+    world.ctx.routes.check()  # what the worker checks at start-up
+    assert [(r.topic, r.types, sorted(r.senders)) for r in world.ctx.routes] == [
+        (REGISTRATIONS, (CARegistration,), ["relay"])]
+
+
+async def test_a_failing_handler_is_dead_lettered_and_the_next_record_handled(
+        world, monkeypatch):
+    real = world.ca.store.get
+    calls = []
+
+    async def fails_once(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise RuntimeError("database is locked")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(world.ca.store, "get", fails_once)
+    first = await world.register(world.registration())
+    (dead,) = world.ctx.dead
+    assert dead[:6] == ("handler_failed", "RuntimeError", REGISTRATIONS, first.partition,
+                        first.offset, first.raw)
+    assert world.ctx.take() == []
+    # The worker goes on: the next registration gets its certificate.
+    await world.register(world.registration("r-2"))
+    info, page = world.ctx.take(CA_CONTENTS)
+    assert isinstance(info.msg, AuthenticationInformation) and info.key == "r-2"
+    assert page.msg.html.startswith("<Result>registered</Result>")
 
 
 def test_registration_plaintext_and_rules():
@@ -159,12 +211,16 @@ async def test_the_wallet_stores_what_the_relay_forwards_and_the_user_can_log_in
     info_sent, _ = world.ctx.take(CA_CONTENTS)
     wallet_ctx = context(keydir, tmp_path, "wallet", wallet_agent.ACTORS)
     store = WalletStore(tmp_path / "wallet.sqlite")
-    wallet = wallet_agent.Wallet(wallet_ctx, store)
+    wallet_agent.declare(wallet_ctx, wallet_agent.Wallet(wallet_ctx, store))
+
+    async def to_wallet(record: Inbound) -> None:
+        await wallet_ctx.door.receive(WALLET_INBOX, 0, record.offset, record.key, record.raw)
+
     try:
         # The relay forwards the CA's authentication information to the wallet (claim 12).
         forwarded = AuthenticationInformation(**{**info_sent.msg.__dict__,
                                                  "forwarded_by": "relay"})
-        await wallet.on_inbox(inbound(signed(forwarded, world.relay, "r-1"), world.registry))
+        await to_wallet(inbound(signed(forwarded, world.relay, "r-1"), world.registry))
         assert wallet_ctx.take() == []
         (card,) = await store.cards("wallet-b", "erin")
         assert card.certificate == info_sent.msg.certificate and card.pan == PAN
@@ -172,13 +228,13 @@ async def test_the_wallet_stores_what_the_relay_forwards_and_the_user_can_log_in
         shop = keys.load_actor(keydir, "shop-1")
         content = OrderContent([LineItem("MUG1", "Mug", 1800, 1)], "JPY", 0, 1800)
         pi = PaymentInformation("t-e", "shop-1", "o-e", content, content.amount, ["wallet-b"])
-        await wallet.on_inbox(inbound(signed(WalletPaymentInformation(
+        await to_wallet(inbound(signed(WalletPaymentInformation(
             "wallet-b", "t-e", signed(pi, shop, "t-e")), world.relay, "t-e"), world.registry))
         (login,) = wallet_ctx.take("kessai.relay.wallet-contents")
         cookie = login.msg.set_cookie.split(";")[0]
         password = crypto.seal(world.registry.sealing["wallet-b"][1], b"erin-wallet-pw",
                                wallet_password_context("t-e"))
-        await wallet.on_inbox(inbound(signed(WalletLogin("wallet-b", "t-e", cookie, "erin",
+        await to_wallet(inbound(signed(WalletLogin("wallet-b", "t-e", cookie, "erin",
                                                          password), world.relay, "t-e"),
                                       world.registry))
         (out,) = wallet_ctx.take("kessai.relay.wallet-contents")
@@ -187,7 +243,7 @@ async def test_the_wallet_stores_what_the_relay_forwards_and_the_user_can_log_in
         bad = AuthenticationInformation(**{**forwarded.__dict__, "request_id": "r-x",
                                            "certificate": certificates.issue(
                                                shop.signing_private, info_sent.msg.certificate)})
-        await wallet.on_inbox(inbound(signed(bad, world.relay, "r-x"), world.registry))
+        await to_wallet(inbound(signed(bad, world.relay, "r-x"), world.registry))
         (audit,) = wallet_ctx.take("kessai.audit")
         assert audit.msg.kind == "bad-enrolment" and "not signed by the CA" in audit.msg.detail
     finally:

@@ -29,6 +29,8 @@ from schemas.v1 import Authorization, AuthorizationResult, LineItem, OrderConten
 from tests.recording import CLOCK, context, inbound, signed
 
 AUTHORIZATIONS = "kessai.authorizations"
+PAYMENT_REQUESTS = "kessai.gateway.payment-requests"
+AUTH_RESULTS = "kessai.authorization-results"
 APPROVALS = "kessai.shop.approvals"
 CONTENT = OrderContent([LineItem("XXXX", "Peanut butter", 500, 1),
                         LineItem("YYYY", "Grape jelly", 600, 1)], "JPY", 55, 1155)
@@ -43,12 +45,15 @@ def keydir(tmp_path_factory):
 
 
 class World:
+    """A gateway worker with its handlers declared; records go through the runtime's door."""
+
     def __init__(self, keydir, tmp_path, policy=None):
         policy = policy or GatewayPolicy()
         self.ctx = context(keydir, tmp_path, "gateway", gateway_agent.ACTORS)
         self.store = GatewayStore(tmp_path / "gateway.sqlite")
         self.gateway = gateway_agent.Gateway(self.ctx, self.store, policy,
                                              self.ctx.actor_keys("gateway").seal_private)
+        gateway_agent.declare(self.ctx, self.gateway)
         self.registry = self.ctx.registry
         self.k = {a: keys.load_actor(keydir, a)
                   for a in ("shop-1", "shop-2", "wallet-a", "wallet-b", "issuer", "ca",
@@ -69,21 +74,25 @@ class World:
 
     def forward(self, original: bytes, txn="t-1", shop="shop-1") -> Inbound:
         return inbound(signed(ForwardedPaymentRequest(txn, original), self.k[shop], txn),
-                       self.registry)
+                       self.registry, PAYMENT_REQUESTS)
+
+    async def deliver(self, record: Inbound) -> None:
+        """``record`` through the door (the same record again is a redelivery)."""
+        await self.ctx.door.receive(record.topic, record.partition, record.offset, record.key,
+                                    record.raw)
 
     async def pay(self, original: bytes, txn="t-1", shop="shop-1") -> Inbound:
         record = self.forward(original, txn, shop)
-        await self.gateway.on_payment_request(record)
+        await self.deliver(record)
         return record
 
     async def answer(self, approved=True, txn="t-1", sender="issuer", key=None):
         jk = f"gw/{txn}"
         result = AuthorizationResult(jk, approved, "approved" if approved else "over_limit",
                                      "XYZ123" if approved else "")
-        raw = signed(result, self.k[sender], jk)
-        opened = envelope.open_record(raw, self.registry)
-        record = Inbound(opened, "kessai.authorization-results", 0, 1, (key or jk).encode(), raw)
-        await self.gateway.on_authorization_result(record)
+        record = inbound(signed(result, self.k[sender], jk), self.registry, AUTH_RESULTS)
+        await self.ctx.door.receive(AUTH_RESULTS, 0, record.offset, (key or jk).encode(),
+                                    record.raw)
 
 
 @pytest.fixture
@@ -175,17 +184,52 @@ async def test_certificate_of_another_wallet_is_declined(world):
 
 
 async def test_what_is_not_a_wallet_request_is_dead_lettered(world):
-    # The relay is no shop; a shop cannot sign a request in a wallet's name.
     await world.pay(world.request(), shop="shop-1")
     world.ctx.take()
+    # The relay is no shop: the door refuses its forward, keeping the original bytes.
     record = inbound(signed(ForwardedPaymentRequest("t-2", world.request("t-2")),
-                            world.k["relay"], "t-2"), world.registry)
-    await world.gateway.on_payment_request(record)
+                            world.k["relay"], "t-2"), world.registry, PAYMENT_REQUESTS)
+    await world.deliver(record)
+    # Another type on the topic: the wallet's request itself, not forwarded by a shop.
+    await world.deliver(inbound(world.request("t-7"), world.registry, PAYMENT_REQUESTS))
+    # A shop cannot sign a request in a wallet's name; garbage; a forward naming another txn.
     await world.pay(world.request("t-3", wallet="wallet-b"), txn="t-3")
     await world.pay(b"garbage", txn="t-4")
     await world.pay(world.request("t-5"), txn="t-6")
-    assert [d[0] for d in world.ctx.dead] == ["not_a_payment_request"] * 4
+    assert [d[0] for d in world.ctx.dead] == (
+        ["unauthorized_sender", "unexpected_type"] + ["not_a_payment_request"] * 3)
+    assert world.ctx.dead[0][5] == record.raw
     assert world.ctx.take() == []
+
+
+def test_declarations_match_the_topic_catalogue(world):
+    world.ctx.routes.check()  # what the worker checks at start-up
+    assert [(r.topic, r.types, sorted(r.senders)) for r in world.ctx.routes] == [
+        (PAYMENT_REQUESTS, (ForwardedPaymentRequest,), ["shop"]),
+        (AUTH_RESULTS, (AuthorizationResult,), ["issuer"])]
+
+
+async def test_a_failing_handler_is_dead_lettered_and_the_next_record_handled(
+        world, monkeypatch):
+    real = world.store.claim
+    calls = []
+
+    async def fails_once(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise RuntimeError("database is locked")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(world.store, "claim", fails_once)
+    first = await world.pay(world.request())
+    (dead,) = world.ctx.dead
+    assert dead[:6] == ("handler_failed", "RuntimeError", PAYMENT_REQUESTS, first.partition,
+                        first.offset, first.raw)
+    assert world.ctx.take(AUTHORIZATIONS) == []
+    # The worker goes on: the next record (here the redelivery) is handled.
+    await world.deliver(first)
+    (auth,) = world.ctx.take(AUTHORIZATIONS)
+    assert auth.key == "gw/t-1"
 
 
 async def test_authorization_result_becomes_the_approval_response(world):
@@ -216,11 +260,13 @@ async def test_results_for_other_keys_or_senders_are_ignored(world):
     world.ctx.take()
     await world.answer(key="shop-1/order-9")  # a seed 003 order: not the gateway's
     assert world.ctx.take() == []
-    await world.answer(sender="settlement")  # only the host asked may answer
-    assert world.ctx.take(APPROVALS) == []
-    assert [a.msg.kind for a in world.ctx.take("kessai.audit")] == ["unexpected-result"]
+    # Only a settlement host answers: the door refuses the settlement server's record.
+    await world.answer(sender="settlement")
+    assert world.ctx.take() == [] and [d[0] for d in world.ctx.dead] == ["unauthorized_sender"]
+    # Only for a txn it was asked about.
     await world.answer(txn="t-unknown")
     assert world.ctx.take(APPROVALS) == []
+    assert [a.msg.kind for a in world.ctx.take("kessai.audit")] == ["unexpected-result"]
 
 
 async def test_redelivery_is_idempotent(world):
@@ -228,14 +274,14 @@ async def test_redelivery_is_idempotent(world):
     record = await world.pay(original)
     assert len(world.ctx.take(AUTHORIZATIONS)) == 1
     # Still waiting for the host: the same join key is asked again (the host dedupes on it).
-    await world.gateway.on_payment_request(record)
+    await world.deliver(record)
     (again,) = world.ctx.take(AUTHORIZATIONS)
     assert again.key == "gw/t-1"
     await world.answer()
     (resp,) = world.ctx.take(APPROVALS)
     # Decided: the redelivered request, or the same request carried again, gets the stored
     # response and no authorization.
-    await world.gateway.on_payment_request(record)
+    await world.deliver(record)
     await world.pay(original)
     out = world.ctx.take()
     assert [s.topic for s in out] == [APPROVALS, APPROVALS]
@@ -254,7 +300,7 @@ async def test_the_shop_carries_request_and_approval_unchanged(world, keydir, tm
     (fwd,) = shop_ctx.take()
     assert fwd.topic == "kessai.gateway.payment-requests" and fwd.sender == "shop-1"
     assert fwd.msg.original == original and ALICE_PAN.encode() not in fwd.raw
-    await world.gateway.on_payment_request(inbound(fwd.raw, world.registry))
+    await world.deliver(inbound(fwd.raw, world.registry, PAYMENT_REQUESTS))
     assert len(world.ctx.take(AUTHORIZATIONS)) == 1
     await world.answer()
     (resp,) = world.ctx.take(APPROVALS)

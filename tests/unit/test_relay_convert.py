@@ -16,7 +16,6 @@ from agents.relay.pages import (
     convert,
     error_page,
     progress_page,
-    tagged_payment_information,
     visible_chars,
     wallet_selection_page,
 )
@@ -32,6 +31,7 @@ from agents.relay.templates import (
 )
 from kessai.errors import ConfigError
 from kessai.money import Money
+from protocols.contents import tagged_payment_information
 from schemas.v1 import LineItem, OrderContent
 
 TOKEN = new_token(b"k" * 32, "rs-1")

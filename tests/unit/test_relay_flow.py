@@ -12,11 +12,13 @@ from typing import Any
 
 import pytest
 
+from agents.relay import agent as relay_agent
 from agents.relay import flow
-from agents.relay.agent import Relay, condition_actions
 from agents.relay.config import RelayConfig, parse_auto_refresh
 from agents.relay.core import Refused
+from agents.relay.enrol import Enrolment
 from agents.relay.profiles import profile
+from agents.relay.setwallet import Relay, condition_actions
 from agents.relay.store import RelayDB
 from agents.relay.twosided import TwoSided, card_inputs, parse_items
 from agents.relay.waiting import Waiters
@@ -24,13 +26,14 @@ from agents.shop.carts import CartDB, added
 from agents.shop.orders import OrderDB
 from agents.shop.procedure import PaymentProcessing, designated_wallets
 from agents.wallet import contents as wallet_contents
-from agents.wallet.contexts import wallet_password_context
-from kessai import crypto, devdata, envelope, keys
+from kessai import authenticators, crypto, devdata, envelope, keys
 from kessai.clock import FakeClock
 from kessai.errors import ConfigError
 from kessai.money import Money
 from kessai.runtime import Inbound
+from protocols.sealed import wallet_password_context
 from schemas.relay import (
+    CAContents,
     PaymentInformation,
     ProcedureRequest,
     WalletContents,
@@ -225,9 +228,24 @@ def record(keydir: Path, msg: Any, actor: str, cid: str = "c") -> Inbound:
 
 
 def relay_of(ctx: Rec, tmp_path: Path, cls: type = Relay, period_ms: int = 0) -> Any:
+    """The relay's flows on one session store, their handlers declared on ``ctx`` as the
+    worker declares them; returns the flow of type ``cls``."""
     # A zero keep-alive period: a terminal request answers at once (progress if waiting).
-    return cls(ctx, RelayDB(tmp_path / "relay.sqlite"), RelayConfig(keepalive_ms=period_ms),
-               Waiters(ctx.clock, period_ms))
+    db, config = RelayDB(tmp_path / "relay.sqlite"), RelayConfig(keepalive_ms=period_ms)
+    waiters = Waiters(ctx.clock, period_ms)
+    flows = {c: c(ctx, db, config, waiters) for c in (Relay, TwoSided, Enrolment)}
+    relay_agent.declare(ctx, *flows.values())
+    return flows[cls]
+
+
+async def deliver(ctx: Rec, topic: str, rec: Inbound) -> None:
+    """``rec`` through the runtime's door on ``topic`` (the same record again is a
+    redelivery, not a replay)."""
+    await ctx.door.receive(topic, rec.partition, rec.offset, rec.key, rec.raw)
+
+
+PAYMENT_INFORMATION = relay_agent.PAYMENT_INFORMATION
+WALLET_CONTENTS = relay_agent.WALLET_CONTENTS
 
 
 async def test_set_wallet_flow_through_the_relay(keydir: Path, tmp_path: Path) -> None:
@@ -247,22 +265,22 @@ async def test_set_wallet_flow_through_the_relay(keydir: Path, tmp_path: Path) -
     info = PaymentInformation(txn, "shop-1", "0000000001", FIG5, Money(1155, "JPY"),
                               ["wallet-a", "wallet-b"])
     info_in = record(keydir, info, "shop-1", txn)
-    await relay.on_payment_information(info_in)
+    await deliver(ctx, PAYMENT_INFORMATION, info_in)
     (topic, forwarded, _, _), = took(ctx)
     assert topic == "kessai.wallet.inbox" and isinstance(forwarded, WalletPaymentInformation)
     assert forwarded.wallet_id == "wallet-a" and forwarded.payment_information == info_in.raw
     # A redelivery before the wallet answered sends the same bytes again (the wallet takes a
     # repeat as one); once the wallet has answered, a redelivery sends nothing.
-    await relay.on_payment_information(info_in)
+    await deliver(ctx, PAYMENT_INFORMATION, info_in)
     (_, again, _, _), = took(ctx)
     assert again == forwarded
 
     # ⑦⑧ the wallet's login contents with its cookie; the page holds no cookie (R28).
     login_html = wallet_contents.login("wallet-a", info)
-    await relay.on_wallet_contents(record(keydir, WalletContents(
+    await deliver(ctx, WALLET_CONTENTS, record(keydir, WalletContents(
         "wallet-a", txn, "login", login_html, "session_id=wallet-cookie-1; Path=/"),
         "wallet-a", txn))
-    await relay.on_payment_information(info_in)
+    await deliver(ctx, PAYMENT_INFORMATION, info_in)
     assert took(ctx) == []
     view = await relay.inquire(await relay.db.get(session.sid))
     assert view.kind == "login" and "wallet-cookie-1" not in view.html
@@ -285,7 +303,7 @@ async def test_set_wallet_flow_through_the_relay(keydir: Path, tmp_path: Path) -
             await relay.conditions(await relay.db.get(session.sid), "visa", "lump-sum",
                                    CLOCK.now_ms())
             took(ctx)
-        await relay.on_wallet_contents(record(keydir, WalletContents(
+        await deliver(ctx, WALLET_CONTENTS, record(keydir, WalletContents(
             "wallet-a", txn, kind, html), "wallet-a", txn))
     s = await relay.db.get(session.sid)
     assert s.stage == flow.CONFIRMING and "1155 JPY" in " ".join(s.pages)
@@ -299,7 +317,7 @@ async def test_set_wallet_flow_through_the_relay(keydir: Path, tmp_path: Path) -
     # ⑬ the approval is held; an inquiry — after a dropped call too — gets it (R31, R32).
     approval = wallet_contents.approval(dataclasses.replace(
         _approval(txn), amount=Money(1155, "JPY")))
-    await relay.on_wallet_contents(record(keydir, WalletContents(
+    await deliver(ctx, WALLET_CONTENTS, record(keydir, WalletContents(
         "wallet-a", txn, "approval", approval), "wallet-a", txn))
     result = await relay.inquire(await relay.db.get(session.sid))
     assert result.kind == "approval" and "1155 JPY" in result.html
@@ -321,7 +339,7 @@ async def test_selection_page_lists_only_designated_wallets(keydir: Path,
     (_, _req, txn, _), = took(ctx)
     info = PaymentInformation(txn, "shop-1", "2", FIG5, Money(1155, "JPY"),
                               ["wallet-b", "wallet-a"])
-    await relay.on_payment_information(record(keydir, info, "shop-1", txn))
+    await deliver(ctx, PAYMENT_INFORMATION, record(keydir, info, "shop-1", txn))
     assert took(ctx) == []  # held until the user chooses (R34)
     s = await relay.db.get(view.session.sid)
     page = relay.view(s)
@@ -363,20 +381,20 @@ async def test_expired_sessions_and_contents_without_the_amount(keydir: Path,
     view = await relay.pay(profile("phone"), "shop-1", "cart-4", "alice", clock.now_ms())
     (_, _, txn, _), = took(ctx)
     info = PaymentInformation(txn, "shop-1", "4", FIG5, Money(1155, "JPY"), ["wallet-a"])
-    await relay.on_payment_information(record(keydir, info, "shop-1", txn))
+    await deliver(ctx, PAYMENT_INFORMATION, record(keydir, info, "shop-1", txn))
     took(ctx)
-    await relay.on_wallet_contents(record(keydir, WalletContents(
+    await deliver(ctx, WALLET_CONTENTS, record(keydir, WalletContents(
         "wallet-a", txn, "login", wallet_contents.login("wallet-a", info),
         "session_id=c-4"), "wallet-a", txn))
     s = await relay.db.get(view.session.sid)
     await relay.login(s, "alice", "pw", clock.now_ms())
-    await relay.on_wallet_contents(record(keydir, WalletContents(
+    await deliver(ctx, WALLET_CONTENTS, record(keydir, WalletContents(
         "wallet-a", txn, "conditions", wallet_contents.conditions("wallet-a", info, ["visa"])),
         "wallet-a", txn))
     await relay.conditions(await relay.db.get(s.sid), "visa", "lump-sum", clock.now_ms())
     took(ctx)
     no_total = "<Page>confirming</Page><Item><Product>Mug</Product></Item>"
-    await relay.on_wallet_contents(record(keydir, WalletContents(
+    await deliver(ctx, WALLET_CONTENTS, record(keydir, WalletContents(
         "wallet-a", txn, "confirming", no_total), "wallet-a", txn))
     failed = relay.view(await relay.db.get(s.sid))
     assert failed.kind == "error" and "Total" in failed.html and "/approve" not in failed.html
@@ -400,7 +418,8 @@ async def test_two_sided_through_the_relay(keydir: Path, tmp_path: Path) -> None
     (topic, order, sid, sender), = took(ctx)
     assert topic == "kessai.order-requests" and sender == "relay" and order.session == sid
     request = PaymentRequest("shop-1", "0000000042", sid, "carol", FIG5, Money(1155, "JPY"))
-    await relay.on_payment_request(record(keydir, request, "shop-1", "shop-1/0000000042"))
+    await deliver(ctx, relay_agent.WAKEUPS,
+                  record(keydir, request, "shop-1", "shop-1/0000000042"))
     s = await relay.db.get(view.session.sid)
     page = relay.view(s)
     assert page.kind == "payment-request" and "1155 JPY" in page.html
@@ -412,9 +431,15 @@ async def test_two_sided_through_the_relay(keydir: Path, tmp_path: Path) -> None
     assert (topic, key, sender) == ("kessai.settlement.second", "shop-1/0000000042", "relay")
     assert isinstance(second, SecondRequest) and second.auth_method == "channel"
     assert b"4012888888881881" not in envelope.pack_body(second)
+    # The card is sealed to the settlement server, bound to this order's join key.
+    settlement = keys.load_actor(keydir, "settlement")
+    assert authenticators.unpack_account(crypto.open_sealed(
+        settlement.seal_private, second.account_sealed,
+        authenticators.account_context("shop-1/0000000042"))) == ("4012888888881881", "2029-03")
     result = PaymentResult("shop-1", "0000000042", sid, "user", "APPROVED",
                            Money(1155, "JPY"), "VIA_TERMINAL", shop_authenticator=b"t" * 32)
-    await relay.on_payment_result(record(keydir, result, "settlement", "shop-1/0000000042"))
+    await deliver(ctx, relay_agent.PAYMENT_RESULTS,
+                  record(keydir, result, "settlement", "shop-1/0000000042"))
     (topic, relayed, _, _), = took(ctx)
     assert topic == "kessai.payment-results.relayed" and relayed.shop_authenticator == b"t" * 32
     shown = relay.view(await relay.db.get(sid))
@@ -429,6 +454,85 @@ async def test_signature_users_cannot_pay_through_the_relay(keydir: Path,
     with pytest.raises(Refused):
         await relay.pay(profile("phone"), "shop-1", "alice", "XXXX:1", CLOCK.now_ms())
     assert [m.kind for _, m, _, _ in took(ctx)] == ["unsupported-auth"]
+    await relay.db.close()
+
+
+async def test_declarations_match_the_topic_catalogue(keydir: Path, tmp_path: Path) -> None:
+    ctx = make_ctx(keydir, tmp_path, "relay", ["relay"])
+    relay = relay_of(ctx, tmp_path)
+    ctx.routes.check()  # what the worker checks at start-up
+    declared = {(r.topic, t.__name__): (sorted(r.senders), r.sender_is)
+                for r in ctx.routes for t in r.types}
+    assert declared == {
+        (PAYMENT_INFORMATION, "PaymentInformation"): (["shop"], "shop_id"),
+        (WALLET_CONTENTS, "WalletContents"): (["wallet"], "wallet_id"),
+        (relay_agent.ORDER_STATUS, "OrderStatus"): (["shop"], "shop_id"),
+        (relay_agent.CA_CONTENTS, "CAContents"): (["ca"], None),
+        (relay_agent.CA_CONTENTS, "AuthenticationInformation"): (["ca"], None),
+        (relay_agent.WAKEUPS, "PaymentRequest"): (["shop"], "shop_id"),
+        (relay_agent.PAYMENT_RESULTS, "PaymentResult"): (["settlement"], None)}
+    await relay.db.close()
+
+
+async def test_the_door_refuses_other_senders_before_the_flows_see_them(
+        keydir: Path, tmp_path: Path) -> None:
+    """A shop speaks only for itself, a wallet server only for itself; the CA's contents come
+    from the CA, results from the settlement server. Each refusal keeps the original bytes."""
+    ctx = make_ctx(keydir, tmp_path, "relay", ["relay"])
+    relay = relay_of(ctx, tmp_path)
+    view = await relay.pay(profile("phone"), "shop-1", "cart-5", "alice", CLOCK.now_ms())
+    (_, _, txn, _), = took(ctx)
+    info = PaymentInformation(txn, "shop-1", "5", FIG5, Money(1155, "JPY"), ["wallet-a"])
+    refused = [
+        (PAYMENT_INFORMATION, record(keydir, info, "shop-2", txn)),
+        (WALLET_CONTENTS, record(keydir, WalletContents("wallet-a", txn, "error", ""),
+                                 "wallet-b", txn)),
+        (relay_agent.CA_CONTENTS, record(keydir, CAContents("r-1", "<Result>x</Result>"),
+                                         "shop-1", "r-1")),
+        (relay_agent.PAYMENT_RESULTS, record(keydir, PaymentResult(
+            "shop-1", "5", "s", "user", "APPROVED", Money(1155, "JPY"), "VIA_TERMINAL"),
+            "shop-1", "shop-1/5")),
+        (PAYMENT_INFORMATION, record(keydir, WalletContents("wallet-a", txn, "login", ""),
+                                     "wallet-a", txn)),
+    ]
+    for topic, rec in refused:
+        await deliver(ctx, topic, rec)
+    assert [d[0] for d in ctx.dead] == ["sender_mismatch", "sender_mismatch",
+                                        "unauthorized_sender", "unauthorized_sender",
+                                        "unexpected_type"]
+    assert [d[5] for d in ctx.dead] == [rec.raw for _, rec in refused]
+    assert took(ctx) == []
+    assert (await relay.db.get(view.session.sid)).stage == flow.PROCEDURE
+    await relay.db.close()
+
+
+async def test_a_failing_handler_is_dead_lettered_and_the_next_record_handled(
+        keydir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = make_ctx(keydir, tmp_path, "relay", ["relay"])
+    relay = relay_of(ctx, tmp_path)
+    await relay.pay(profile("phone"), "shop-1", "cart-6", "alice", CLOCK.now_ms())
+    (_, _, txn, _), = took(ctx)
+    real = relay.db.by_txn
+    calls: list[str] = []
+
+    async def fails_once(txn_id: str) -> Any:
+        calls.append(txn_id)
+        if len(calls) == 1:
+            raise RuntimeError("database is locked")
+        return await real(txn_id)
+
+    monkeypatch.setattr(relay.db, "by_txn", fails_once)
+    info = record(keydir, PaymentInformation(txn, "shop-1", "6", FIG5, Money(1155, "JPY"),
+                                             ["wallet-a"]), "shop-1", txn)
+    await deliver(ctx, PAYMENT_INFORMATION, info)
+    (dead,) = ctx.dead
+    assert dead[:6] == ("handler_failed", "RuntimeError", PAYMENT_INFORMATION, info.partition,
+                        info.offset, info.raw)
+    assert took(ctx) == []
+    # The worker goes on: the next record (here the redelivery) is handled.
+    await deliver(ctx, PAYMENT_INFORMATION, info)
+    (topic, forwarded, _, _), = took(ctx)
+    assert topic == "kessai.wallet.inbox" and forwarded.payment_information == info.raw
     await relay.db.close()
 
 

@@ -10,18 +10,20 @@ import re
 import pytest
 
 from agents.wallet import agent as wallet_agent
-from agents.wallet import contents
-from agents.wallet.contexts import wallet_password_context
 from agents.wallet.store import WalletStore, seed_from_secrets
 from kessai import authenticators, certificates, crypto, devdata, envelope, keys
 from kessai.errors import SealError
 from kessai.runtime import Inbound
+from protocols.contents import tagged_payment_information
+from protocols.sealed import wallet_password_context
 from schemas.relay import (
     ApprovalResponse,
+    AuthenticationInformation,
     ForwardedApproval,
     PaymentInformation,
     SetPaymentRequest,
     WalletConditions,
+    WalletContents,
     WalletFinalApproval,
     WalletLogin,
     WalletPaymentInformation,
@@ -30,6 +32,7 @@ from schemas.v1 import LineItem, OrderContent
 from tests import recording
 from tests.recording import CLOCK, Sent, context, signed
 
+INBOX = "kessai.wallet.inbox"
 CONTENTS = "kessai.relay.wallet-contents"
 REQUESTS = "kessai.shop.payment-requests"
 CONTENT = OrderContent([LineItem("XXXX", "Peanut <butter>", 500, 1),
@@ -44,12 +47,13 @@ def keydir(tmp_path_factory):
     return d
 
 
-def inbound(raw: bytes, registry, topic="kessai.wallet.inbox") -> Inbound:
+def inbound(raw: bytes, registry, topic=INBOX) -> Inbound:
     return recording.inbound(raw, registry, topic)
 
 
 class World:
-    """A wallet worker plus the parties that talk to it (relay, shops, gateway)."""
+    """A wallet worker, its handlers declared, plus the parties that talk to it (relay,
+    shops, gateway). Records go through the runtime's door, as on the bus."""
 
     def __init__(self, keydir, tmp_path):
         self.ctx = context(keydir, tmp_path, "wallet", wallet_agent.ACTORS)
@@ -57,12 +61,18 @@ class World:
                 for p in seed_from_secrets(w, self.ctx.actor_keys(w).secrets["users"])]
         self.store = WalletStore(tmp_path / "wallet.sqlite", seed)
         self.wallet = wallet_agent.Wallet(self.ctx, self.store)
+        wallet_agent.declare(self.ctx, self.wallet)
         self.registry = self.ctx.registry
         self.k = {a: keys.load_actor(keydir, a) for a in ("relay", "shop-1", "shop-2", "gateway")}
 
+    async def deliver(self, record: Inbound) -> None:
+        """``record`` through the door (the same record again is a redelivery, not a replay)."""
+        await self.ctx.door.receive(INBOX, record.partition, record.offset, record.key,
+                                    record.raw)
+
     async def send(self, msg, sender="relay") -> Inbound:
         record = inbound(signed(msg, self.k[sender], getattr(msg, "txn_id", "c")), self.registry)
-        await self.wallet.on_inbox(record)
+        await self.deliver(record)
         return record
 
     def payment_information(self, txn="t-1", shop="shop-1", signer=None,
@@ -210,7 +220,7 @@ async def test_conditions_then_confirming_information(world):
 
 
 def test_tagged_payment_information_is_the_fig5_shape():
-    text = contents.tagged_payment_information(OrderContent(
+    text = tagged_payment_information(OrderContent(
         [LineItem("PC", "personal computer", 150_000, 1)], "JPY", 0, 150_000), "t-7")
     assert text == ("<Item><Product>personal computer</Product><UnitCost>150000 JPY</UnitCost>"
                     "<Quant>1</Quant></Item><Tax>0 JPY</Tax><Total>150000 JPY</Total>"
@@ -229,7 +239,7 @@ async def test_final_approval_sends_exactly_one_payment_request(world):
     assert world.ctx.take(REQUESTS) == [] and world.ctx.take(CONTENTS) == []
     # A crash before the offset was committed redelivers the same record: the stored request
     # goes out again, byte for byte the same body (the gateway dedupes on it).
-    await world.wallet.on_inbox(first)
+    await world.deliver(first)
     (again,) = world.ctx.take(REQUESTS)
     assert envelope.pack_body(again.msg) == envelope.pack_body(req.msg)
     # Nor does a login or new conditions reopen the payment.
@@ -327,16 +337,57 @@ async def test_forged_or_misrouted_approvals_are_refused(world):
     assert (await world.store.session("wallet-a", "t-1")).state == "requested"
 
 
-async def test_admission_senders_and_wallets(world):
+def test_declarations_match_the_topic_catalogue(world):
+    world.ctx.routes.check()  # what the worker checks at start-up
+    declared = {t: sorted(r.senders) for r in world.ctx.routes.on(INBOX) for t in r.types}
+    assert declared == {
+        WalletPaymentInformation: ["relay"], WalletLogin: ["relay"],
+        WalletConditions: ["relay"], WalletFinalApproval: ["relay"],
+        ForwardedApproval: ["shop"], AuthenticationInformation: ["relay"]}
+
+
+async def test_admission_senders_types_and_wallets(world):
     cookie = await world.start()
-    # Only the relay speaks for the terminal: a shop cannot log the user in.
-    await world.send(WalletLogin("wallet-a", "t-1", cookie, "alice",
-                                 world.sealed_password("alice-wallet-pw")), sender="shop-1")
-    assert world.ctx.take(CONTENTS) == [] and len(world.ctx.dead) == 1
-    assert world.ctx.dead[0][0] == "unauthorized_sender"
-    # A wallet this worker does not host: ignored.
-    await world.send(WalletPaymentInformation("wallet-z", "t-5", world.payment_information("t-5")))
+    # Only the relay speaks for the terminal: a shop cannot log the user in (the door refuses
+    # it, keeping the original bytes).
+    login = await world.send(WalletLogin("wallet-a", "t-1", cookie, "alice",
+                                         world.sealed_password("alice-wallet-pw")),
+                             sender="shop-1")
+    # Only a shop carries the gateway's approval; the relay cannot.
+    await world.send(ForwardedApproval("t-1", "wallet-a", b"x"), sender="relay")
+    # Contents go from the wallet to the relay, never into the inbox.
+    await world.send(WalletContents("wallet-a", "t-1", "login", ""), sender="relay")
     assert world.ctx.take() == []
+    assert [d[0] for d in world.ctx.dead] == ["unauthorized_sender", "unauthorized_sender",
+                                             "unexpected_type"]
+    assert world.ctx.dead[0][5] == login.raw
+    assert (await world.store.session("wallet-a", "t-1")).state == "login"
+    # A wallet this worker does not host: not for this worker, skipped.
+    await world.send(WalletPaymentInformation("wallet-z", "t-5", world.payment_information("t-5")))
+    assert world.ctx.take() == [] and len(world.ctx.dead) == 3
+
+
+async def test_a_failing_handler_is_dead_lettered_and_the_next_record_handled(
+        world, monkeypatch):
+    real = world.store.open_session
+    calls = []
+
+    async def fails_once(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise RuntimeError("disk full")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(world.store, "open_session", fails_once)
+    first = await world.send(WalletPaymentInformation("wallet-a", "t-1",
+                                                      world.payment_information()))
+    (dead,) = world.ctx.dead
+    assert dead[:2] == ("handler_failed", "RuntimeError")
+    assert dead[2:6] == (INBOX, first.partition, first.offset, first.raw)
+    assert world.ctx.take() == []
+    # The worker goes on: the next record is handled.
+    cookie = await world.start("t-2")
+    assert (await world.login(cookie, txn="t-2")).msg.kind == "conditions"
 
 
 async def test_wallet_b_is_separate(world):
