@@ -33,6 +33,10 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     TopicSpec("kessai.terminal.commands", "session", 4, ("operator", "relay"), ("terminal",),
               "The simulated user's actions (what `kessai pay` and the relay ask a terminal "
               "to do)."),
+    TopicSpec("kessai.terminal.sessions", "session", 4, ("terminal",), ("terminal",),
+              "Terminal-internal: wake-ups and results re-keyed by session, and the devices' "
+              "deadline ticks, so each reaches the worker that holds the session's state "
+              "(co-partitioned with kessai.terminal.commands)."),
     TopicSpec("kessai.order-requests", "session", 4, ("terminal", "relay"), ("shop",),
               "M1 order requests: items and delivery, never account information."),
     TopicSpec("kessai.settlement.first", "join key", JOIN_PARTITIONS, ("shop", "settlement"),

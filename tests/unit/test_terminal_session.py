@@ -1,0 +1,147 @@
+"""The user's device as a pure state machine (agents/terminal/session.py): one order per
+session, pay once after the think time (a durable deadline), relay the result once, forget
+in time. No broker: the shell keeps exactly this state in a changelog-backed table, so what
+holds here holds after a kill -9 (issue 6 item 10)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from agents.shop.pricing import price
+from agents.terminal import session
+from agents.terminal.session import Audit, Note, Pay, Policy, Relay, SendOrder
+from kessai.devdata import Catalogue
+from schemas.v1 import PaymentRequest, PaymentResult, PurchaseCommand
+
+NOW = 1_700_000_000_000
+POLICY = Policy(keep_ms=60_000, lifetime_ms=3_600_000)
+ITEMS = [["XXXX", 1], ["YYYY", 1]]
+CONTENT = price(ITEMS, Catalogue().items)
+
+
+def command(**kw: object) -> PurchaseCommand:
+    fields: dict[str, object] = {"session": "sess-1", "user_id": "alice", "shop_id": "shop-1",
+                                 "items": ITEMS, **kw}
+    return PurchaseCommand(**fields)  # type: ignore[arg-type]
+
+
+def request(order_id: str = "1234567890", **kw: object) -> PaymentRequest:
+    fields: dict[str, object] = {"shop_id": "shop-1", "order_id": order_id,
+                                 "session": "sess-1", "user_id": "alice", "content": CONTENT,
+                                 "amount": CONTENT.amount, **kw}
+    return PaymentRequest(**fields)  # type: ignore[arg-type]
+
+
+def result(outcome: str = "APPROVED", mode: str = "VIA_TERMINAL",
+           order_id: str = "1234567890") -> PaymentResult:
+    return PaymentResult("shop-1", order_id, "sess-1", "user", outcome,  # type: ignore[arg-type]
+                         CONTENT.amount, mode)  # type: ignore[arg-type]
+
+
+def ordered(**kw: object) -> session.Session:
+    step = session.on_command(None, command(**kw), 2, NOW, POLICY, "trace-1")
+    assert step.effects == [SendOrder()] and step.state is not None
+    return step.state
+
+
+def shown(**kw: object) -> session.Session:
+    step = session.on_payment_request(ordered(**kw), request(), NOW + 100, POLICY)
+    assert step.state is not None
+    return step.state
+
+
+def test_one_order_per_session() -> None:
+    state = ordered()
+    assert (state.session, state.partition, state.trace_id) == ("sess-1", 2, "trace-1")
+    again = session.on_command(state, command(), 2, NOW + 5, POLICY)
+    assert again.state is state and again.effects == []
+
+
+def test_pays_at_once_without_think_time_and_only_once() -> None:
+    step = session.on_payment_request(ordered(), request(), NOW + 100, POLICY)
+    assert step.effects == [Pay()] and step.state is not None and step.state.paid
+    repeat = session.on_payment_request(step.state, request(), NOW + 200, POLICY)
+    assert repeat.state is step.state and repeat.effects == []
+    assert session.on_tick(step.state, NOW + 10_000).effects == []
+
+
+def test_think_time_is_a_durable_deadline() -> None:
+    state = shown(second_delay_ms=3_000)
+    assert not state.paid and state.pay_at_ms == NOW + 3_100
+    assert state.deadline_ms == NOW + 3_100
+    # What the table holds, what a restarted worker reads back: the deadline is in it.
+    restored = session.decode(session.encode(state))
+    assert restored == state
+    assert session.header(session.encode(state)) == (NOW + 3_100, 2)
+    assert session.on_tick(restored, NOW + 3_099).effects == []
+    fired = session.on_tick(restored, NOW + 3_100)
+    assert fired.effects == [Pay()] and fired.state is not None and fired.state.paid
+    assert fired.state.deadline_ms == fired.state.forget_at_ms  # nothing left to pay
+    assert session.on_tick(fired.state, NOW + 3_200).effects == []
+
+
+def test_a_request_the_user_did_not_order_is_refused() -> None:
+    other_user = session.on_payment_request(ordered(), request(user_id="bob"), NOW, POLICY)
+    assert [type(e) for e in other_user.effects] == [Audit]
+    assert other_user.effects[0].kind == "unexpected-payment-request"  # type: ignore[union-attr]
+    wrong_items = session.on_payment_request(ordered(items=[["XXXX", 2]]), request(), NOW,
+                                             POLICY)
+    assert [e.kind for e in wrong_items.effects] == ["user-refused"]  # type: ignore[union-attr]
+    assert wrong_items.state is not None and not wrong_items.state.paid
+    assert wrong_items.state.forget_at_ms == NOW + POLICY.keep_ms
+
+
+def test_a_second_order_in_the_same_session_is_not_paid() -> None:
+    step = session.on_payment_request(shown(), request("9999999999"), NOW + 300, POLICY)
+    assert [e.kind for e in step.effects] == ["second-payment-request"]  # type: ignore[union-attr]
+
+
+def test_a_user_who_walks_away_never_pays_and_is_forgotten() -> None:
+    state = shown(abandon=True)
+    assert not state.paid and state.pay_at_ms is None
+    assert session.on_tick(state, NOW + POLICY.keep_ms).effects == []
+    assert session.on_tick(state, NOW + 100 + POLICY.keep_ms).state is None
+    step = session.on_payment_request(ordered(abandon=True), request(), NOW, POLICY)
+    assert [type(e) for e in step.effects] == [Note]
+
+
+def test_the_result_is_relayed_once_in_via_terminal_mode() -> None:
+    paid = session.on_payment_request(ordered(), request(), NOW, POLICY).state
+    step = session.on_result(paid, result(), True, NOW + 500, POLICY)
+    assert step.effects == [Relay(forged=False)]
+    assert step.state is not None and step.state.relayed and step.state.outcome == "APPROVED"
+    assert step.state.forget_at_ms == NOW + 500 + POLICY.keep_ms
+    again = session.on_result(step.state, result(), True, NOW + 600, POLICY)
+    assert again.effects == []
+
+
+def test_no_relay_in_the_other_modes_and_a_forged_relay_on_demand() -> None:
+    paid = session.on_payment_request(ordered(), request(), NOW, POLICY).state
+    assert session.on_result(paid, result(mode="DIRECT_BOTH"), True, NOW, POLICY).effects == []
+    forging = session.on_payment_request(ordered(forge_relay=True), request(), NOW, POLICY).state
+    assert session.on_result(forging, result(), True, NOW, POLICY).effects == [
+        Relay(forged=True)]
+
+
+def test_a_result_that_does_not_authenticate_is_reported_and_still_relayed() -> None:
+    paid = session.on_payment_request(ordered(), request(), NOW, POLICY).state
+    step = session.on_result(paid, result(), False, NOW, POLICY)
+    assert [type(e) for e in step.effects] == [Audit, Relay]
+
+
+def test_a_result_for_another_order_of_the_session_is_not_relayed() -> None:
+    step = session.on_result(shown(), result(order_id="9999999999"), True, NOW, POLICY)
+    assert [e.kind for e in step.effects] == ["unexpected-result"]  # type: ignore[union-attr]
+
+
+def test_unknown_sessions_are_left_alone() -> None:
+    assert session.on_payment_request(None, request(), NOW, POLICY) == session.Step(None)
+    assert session.on_result(None, result(), True, NOW, POLICY) == session.Step(None)
+    assert session.on_tick(None, NOW) == session.Step(None)
+
+
+def test_every_session_is_forgotten_at_the_end_of_its_lifetime() -> None:
+    state = replace(shown(second_delay_ms=10_000_000), paid=False)
+    assert session.on_tick(state, NOW + POLICY.lifetime_ms - 1).state is not None
+    # Past its lifetime a purchase is not paid any more, however late the think time ends.
+    assert session.on_tick(state, NOW + POLICY.lifetime_ms).state is None
