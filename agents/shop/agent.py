@@ -13,27 +13,30 @@ Protocol, top to bottom:
 4. Result  relayed by the terminal (emb. 1, A23), sent directly (emb. 2, B20, with the receipt
            B21) or asked for by inquiry (emb. 3, C22–C26, a timer). The shop checks the settlement
            server's authenticator and the amount, and only then says PAID (cl. 19, spec R28).
+           In VIA_TERMINAL mode the shop does not depend on the terminal alone: an order with no
+           result ``KESSAI_SHOP_RESULT_WAIT_MS`` after its payment request is asked about too
+           (:mod:`agents.shop.inquiries`), so an approved charge always ends PAID at the shop.
 
 Every handler is idempotent: a redelivered or duplicated message re-emits the same requests
-and never changes or re-announces a final status.
+and never changes a final status; it re-announces one only when it is the very record that
+made the order final (its announcement may have died with the worker).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
-from agents.shop import carrier, pricing, procedure
+from agents.shop import carrier, inquiries, pricing, procedure
 from agents.shop import http as shop_http
+from agents.shop.inquiries import PollPolicy
 from agents.shop.orders import AWAITING_PAYMENT, PENDING_ACK, Order, OrderDB
 from agents.shop.results import RESULT_REJECTED, Verdict, judge_answer, judge_result
 from agents.shop.scenario import Scenario
 from kessai import canonical, devdata
 from kessai.authenticators import join_key
-from kessai.errors import ConfigError, KessaiError
+from kessai.errors import KessaiError
 from kessai.money import Money
 from kessai.runtime import AgentContext, Inbound, consume
 from schemas.v1 import (
@@ -66,32 +69,7 @@ ANSWERS = "kessai.result-inquiries.answers"
 
 ORDER_SENDERS = ("terminal", "relay")  # who may place orders and relay results
 MAX_ID_ATTEMPTS = 8  # order-id collisions in a row before the request is dead-lettered
-
-
-@dataclass(frozen=True)
-class PollPolicy:
-    """Emb. 3 timing: the first inquiry a delay after the order, then every delay ([0062])."""
-
-    delay_ms: int = 2_000
-    limit: int = 150  # then stop asking; the settlement history outlives this (R11)
-
-    @classmethod
-    def from_env(cls) -> PollPolicy:
-        return cls(delay_ms=_env_positive("KESSAI_SHOP_POLL_MS", cls.delay_ms),
-                   limit=_env_positive("KESSAI_SHOP_POLL_LIMIT", cls.limit))
-
-    def timer_interval_s(self, default_s: float) -> float:
-        # Tick at least twice per delay so an inquiry is late by half a delay at most.
-        return max(0.05, min(default_s, self.delay_ms / 2000))
-
-
-def _env_positive(name: str, default: int) -> int:
-    raw = os.environ.get(name, "")
-    if not raw:
-        return default
-    if not raw.isdigit() or int(raw) <= 0:
-        raise ConfigError(f"{name} must be a positive integer, got {raw!r}")
-    return int(raw)
+INQUIRY_BATCH = 500  # due inquiries taken per timer tick
 
 
 @dataclass
@@ -124,7 +102,10 @@ class Shop:
         # What the 1st request states: the content, unless the demo asks for a dishonest shop.
         stated = pricing.overstated(content, scenario.overstate_by)
         now = self.ctx.clock.now_ms()
-        polls = scenario.result_mode == "SHOP_POLLS" and scenario.shop_assigns_id
+        # The result inquiry deadline (emb. 3), from the payment request; with a settlement-
+        # assigned id the payment request waits for the acceptance, and so does the deadline.
+        first_poll = (inquiries.first_inquiry_ms(scenario.result_mode, now, self.poll)
+                      if scenario.shop_assigns_id else None)
         for attempt in range(MAX_ID_ATTEMPTS):
             ref = pricing.order_id_for(source_id, attempt)
             order = await self.db.add(Order(
@@ -134,7 +115,7 @@ class Shop:
                 session=req.session, user_id=req.user_id, result_mode=scenario.result_mode,
                 content=content, amount=stated.amount,
                 status=AWAITING_PAYMENT if scenario.shop_assigns_id else PENDING_ACK,
-                next_poll_ms=now + self.poll.delay_ms if polls else None), now)
+                next_poll_ms=first_poll, trace_id=inbound.trace_id), now)
             if order is not None and order.source_id == source_id:
                 break  # a new order, or this request's own order on redelivery
         else:
@@ -186,8 +167,8 @@ class Shop:
             await self.ctx.audit("bad-acceptance", where, "acceptance without an order id",
                                  sender=ack.shop_id)
             return
-        polls = order.result_mode == "SHOP_POLLS"
-        next_poll = self.ctx.clock.now_ms() + self.poll.delay_ms if polls else None
+        next_poll = inquiries.first_inquiry_ms(order.result_mode, self.ctx.clock.now_ms(),
+                                               self.poll)
         order = await self.db.assign(ack.shop_id, ack.request_ref, ack.order_id, next_poll)
         if order is None or order.order_id != ack.order_id:
             await self.ctx.audit("conflicting-acceptance", where,
@@ -221,7 +202,7 @@ class Shop:
         if result.shop_id not in self.ctx.keys:
             return
         await self._judge(result.shop_id, result.order_id, result.outcome, result.amount,
-                          result.shop_authenticator, "direct")
+                          result.shop_authenticator, "direct", inbound.opened.envelope.id)
         # B21: receipt for every copy, redeliveries included, so the server stops resending.
         await self.ctx.emit(RESULT_ACKS, ResultAck(result.shop_id, result.order_id), key,
                             sender=result.shop_id)
@@ -237,10 +218,10 @@ class Shop:
         if relay.shop_id not in self.ctx.keys:
             return
         await self._judge(relay.shop_id, relay.order_id, relay.outcome, relay.amount,
-                          relay.shop_authenticator, "relayed")
+                          relay.shop_authenticator, "relayed", inbound.opened.envelope.id)
 
     async def _judge(self, shop_id: str, order_id: str, outcome: str, amount: Money,
-                     tag: bytes, via: str) -> None:
+                     tag: bytes, via: str, msg_id: str) -> None:
         order = await self.db.get(shop_id, order_id)
         if order is None:
             await self.ctx.audit("unknown-order", join_key(shop_id, order_id),
@@ -249,16 +230,19 @@ class Shop:
             return
         mac_key = bytes.fromhex(self.ctx.actor_keys(shop_id).secrets["settlement_mac"])
         verdict = judge_result(mac_key, shop_id, order_id, order.amount, outcome, amount, tag)
-        await self._record(order, verdict, outcome, via)
+        await self._record(order, verdict, outcome, via, msg_id)
 
-    # 4. Emb. 3 (C22–C26): ask the settlement server's result history until it has an outcome.
+    # 4. Emb. 3 (C22–C26): ask the settlement server's result history until it has an outcome;
+    # in VIA_TERMINAL mode, when the terminal has not relayed the result in time.
     async def poll_due(self) -> None:
         now = self.ctx.clock.now_ms()
-        for order in await self.db.claim_polls(now, self.poll.delay_ms, self.poll.limit):
+        due = await self.db.due_inquiries(now, INQUIRY_BATCH)
+        for asked in await self.db.claim_inquiries(inquiries.plan(due, now, self.poll)):
+            order = asked.order
             key = join_key(order.shop_id, order.order_id)
             await self.ctx.emit(INQUIRIES, ResultInquiry(order.shop_id, order.order_id), key,
-                                sender=order.shop_id)
-            if order.next_poll_ms is None:
+                                sender=order.shop_id, trace_id=order.trace_id or None)
+            if asked.next_poll_ms is None:
                 await self.ctx.audit("poll-limit", key,
                                      f"no result after {order.polls} inquiries; polling stops",
                                      sender=order.shop_id)
@@ -273,18 +257,21 @@ class Shop:
         if answer.shop_id not in self.ctx.keys:
             return
         order = await self.db.get(answer.shop_id, answer.order_id)
-        if order is None or order.final:
-            return  # not ours, or an answer to an inquiry made before the result was known
+        if order is None:
+            return  # not ours
         verdict = judge_answer(order.amount, answer.outcome, answer.amount)
+        if order.final and (verdict is None or not verdict.final):
+            return  # an answer to an inquiry made before the result was known
         if verdict is None:
             if answer.outcome == "DENIED":
                 await self.ctx.audit("inquiry-denied", key, "the settlement server refused "
                                      "this shop's inquiry", sender=answer.shop_id)
             return  # no outcome yet: the timer asks again
-        await self._record(order, verdict, answer.outcome, "inquiry")
+        await self._record(order, verdict, answer.outcome, "inquiry", inbound.opened.envelope.id)
 
     # The verdict: PAID ships, NOT_PAID cancels ([0053]); a bad result changes nothing.
-    async def _record(self, order: Order, verdict: Verdict, outcome: str, via: str) -> None:
+    async def _record(self, order: Order, verdict: Verdict, outcome: str, via: str,
+                      msg_id: str) -> None:
         key = join_key(order.shop_id, order.order_id)
         if verdict.status == RESULT_REJECTED:
             await self.ctx.audit("forged-result", key, f"{via} result rejected: "
@@ -293,7 +280,8 @@ class Shop:
                 await self._status(order.shop_id, order.order_id, order.session,
                                    RESULT_REJECTED, outcome, verdict.detail)
             return
-        if await self.db.finalise(order.shop_id, order.order_id, verdict.status, outcome):
+        if await self.db.finalise(order.shop_id, order.order_id, verdict.status, outcome,
+                                  by=msg_id):
             log.info("order %s of shop %s: %s (%s via %s)%s", order.order_id, order.shop_id,
                      verdict.status, outcome, via,
                      "; shipping" if verdict.status == "PAID" else "")
@@ -311,27 +299,27 @@ Handler = Callable[[Inbound], Awaitable[None]]
 
 
 def register(ctx: AgentContext) -> None:
-    """Attach the shop's consumers and its result-inquiry timer to ``ctx.app``."""
-    shop = Shop(ctx, OrderDB(ctx.settings.data_dir / "shop.sqlite"), PollPolicy.from_env())
+    """Declare the shop's consumers and its result-inquiry timer."""
+    s = ctx.settings
+    # VIA_TERMINAL inquiries go on as long as the settlement history can answer.
+    shop = Shop(ctx, OrderDB(s.data_dir / "shop.sqlite"),
+                PollPolicy.from_env(give_up_ms=s.t_first_ms + s.t_history_ms))
     consume(ctx, "shop-order-requests", ORDER_REQUESTS, shop.on_order_request)
     consume(ctx, "shop-first-acks", FIRST_ACKS, shop.on_first_accepted)
     consume(ctx, "shop-payment-results", RESULTS, shop.on_payment_result)
     consume(ctx, "shop-relayed-results", RELAYED, shop.on_relayed_result)
     consume(ctx, "shop-inquiry-answers", ANSWERS, shop.on_inquiry_answer)
 
+    @ctx.every(shop.poll.timer_interval_s(ctx.settings.timer_interval_s))
     async def result_inquiries() -> None:
         try:
             await shop.poll_due()
         except Exception:
             log.exception("shop: result inquiries failed; the next tick retries")
 
-    ctx.app.timer(shop.poll.timer_interval_s(ctx.settings.timer_interval_s),
-                  name="shop-result-inquiries")(result_inquiries)
-
-    async def close_db(sender: Any, **kwargs: Any) -> None:
+    @ctx.on_stop
+    async def close_db() -> None:
         await shop.db.close()
-
-    ctx.app.on_before_shutdown.connect(close_db)  # type: ignore[arg-type]  # mode's stubs reject handlers
 
     # Seeds 000/001: the payment processing section (④→⑤) and the HTTP front (①②).
     carts = procedure.register(ctx, shop.db, consume)

@@ -6,15 +6,25 @@ once, and a final status (PAID / NOT_PAID) is set once and never changed.
 
 Status of an order: ``PENDING_ACK`` (settlement-assigned id not yet known, [0027]) →
 ``AWAITING_PAYMENT`` → ``PAID`` or ``NOT_PAID``.
+
+Every write is committed before the handler that made it returns, so before the runtime
+commits the offset of the record that caused it: after a kill -9 the DB holds at least what the
+committed offsets say was handled. One file per data directory, shared by every shop worker
+that runs there (WAL, busy timeout): a result keyed by join key finds its order whichever
+worker's partition it arrives on, and a due result inquiry is claimed by exactly one worker
+(a conditional UPDATE), so the worker that claims it is the one that asks.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Self
 
+import aiosqlite
 import msgpack
 
+from agents.shop.inquiries import AWAITING_PAYMENT, Inquiry
 from agents.shop.results import FINAL
 from kessai.money import Money
 from kessai.stores import SqliteDB
@@ -22,7 +32,6 @@ from schemas.codec import from_body, to_body
 from schemas.v1 import OrderContent
 
 PENDING_ACK = "PENDING_ACK"
-AWAITING_PAYMENT = "AWAITING_PAYMENT"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
@@ -42,13 +51,20 @@ CREATE TABLE IF NOT EXISTS orders (
     polls        INTEGER NOT NULL DEFAULT 0,
     next_poll_ms INTEGER,
     created_ms   INTEGER NOT NULL,
+    trace_id     TEXT NOT NULL DEFAULT '',
+    final_by     TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (shop_id, request_ref)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS orders_by_id ON orders (shop_id, order_id)
     WHERE order_id != '';
+CREATE INDEX IF NOT EXISTS orders_by_next_poll ON orders (next_poll_ms)
+    WHERE next_poll_ms IS NOT NULL;
 """
+# Columns added after the first release, for order DBs made before them.
+_ADDED = (("trace_id", "TEXT NOT NULL DEFAULT ''"), ("final_by", "TEXT NOT NULL DEFAULT ''"))
 _COLUMNS = ("shop_id, request_ref, order_id, session, user_id, result_mode, shop_assigned, "
-            "source_id, content, amount_minor, currency, status, outcome, polls, next_poll_ms")
+            "source_id, content, amount_minor, currency, status, outcome, polls, next_poll_ms, "
+            "created_ms, trace_id")
 
 
 @dataclass(frozen=True)
@@ -66,7 +82,9 @@ class Order:
     source_id: str = ""  # message id of the order request that created the order
     outcome: str = ""
     polls: int = 0
-    next_poll_ms: int | None = None
+    next_poll_ms: int | None = None  # the next result inquiry (a durable deadline)
+    created_ms: int = 0  # set by the DB when the order is added
+    trace_id: str = ""  # the purchase's trace, for records the shop's timer sends
 
     @property
     def final(self) -> bool:
@@ -75,17 +93,32 @@ class Order:
 
 def _row_to_order(row: Any) -> Order:
     (shop_id, ref, order_id, session, user_id, mode, shop_assigned, source_id, content, minor,
-     currency, status, outcome, polls, next_poll_ms) = row
+     currency, status, outcome, polls, next_poll_ms, created_ms, trace_id) = row
     return Order(shop_id, ref, order_id, session, user_id, mode,
                  from_body(OrderContent, msgpack.unpackb(content, raw=False)),
                  Money(minor, currency), status, bool(shop_assigned), source_id, outcome, polls,
-                 next_poll_ms)
+                 next_poll_ms, created_ms, trace_id)
 
 
 class OrderDB(SqliteDB):
     """The order DB. Open it with ``await db.open()`` or ``async with OrderDB(path) as db``."""
 
     SCHEMA = _SCHEMA
+
+    async def open(self) -> Self:
+        await super().open()
+        db = await self._db()
+        async with db.execute("PRAGMA table_info(orders)") as cur:
+            have = {row[1] for row in await cur.fetchall()}
+        for name, decl in _ADDED:
+            if name not in have:
+                try:
+                    await db.execute(f"ALTER TABLE orders ADD COLUMN {name} {decl}")
+                except aiosqlite.OperationalError as exc:
+                    if "duplicate column" not in str(exc):  # another worker added it
+                        raise
+        await db.commit()
+        return self
 
     async def _one(self, sql: str, params: tuple[Any, ...]) -> Order | None:
         db = await self._db()
@@ -101,13 +134,13 @@ class OrderDB(SqliteDB):
         """
         db = await self._db()
         await db.execute(
-            f"INSERT OR IGNORE INTO orders ({_COLUMNS}, created_ms) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR IGNORE INTO orders ({_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (order.shop_id, order.request_ref, order.order_id, order.session, order.user_id,
              order.result_mode, int(order.shop_assigned), order.source_id,
              msgpack.packb(to_body(order.content), use_bin_type=True), order.amount.minor,
              order.amount.currency, order.status, order.outcome, order.polls,
-             order.next_poll_ms, now_ms))
+             order.next_poll_ms, now_ms, order.trace_id))
         await db.commit()
         return await self.by_ref(order.shop_id, order.request_ref)
 
@@ -137,36 +170,64 @@ class OrderDB(SqliteDB):
         await db.commit()
         return await self.by_ref(shop_id, request_ref)
 
-    async def finalise(self, shop_id: str, order_id: str, status: str, outcome: str) -> bool:
-        """Record a final status once. True if this call set it, False if it was already final.
+    async def finalise(self, shop_id: str, order_id: str, status: str, outcome: str,
+                       by: str = "") -> bool:
+        """Record a final status once. True if the caller should announce it.
 
-        A duplicate or late result therefore never changes a PAID order, nor re-announces it.
+        That is: this call set it, or the message ``by`` (its id) set it before — a redelivery
+        of the record that made the order final, whose announcement a crash may have lost. A
+        duplicate or late result (another message) never changes a final order, nor
+        re-announces it.
         """
         if status not in FINAL:
             raise ValueError(f"{status!r} is not a final order status")
         db = await self._db()
         cur = await db.execute(
-            "UPDATE orders SET status = ?, outcome = ?, next_poll_ms = NULL "
+            "UPDATE orders SET status = ?, outcome = ?, next_poll_ms = NULL, final_by = ? "
             "WHERE shop_id = ? AND order_id = ? AND status = ?",
-            (status, outcome, shop_id, order_id, AWAITING_PAYMENT))
+            (status, outcome, by, shop_id, order_id, AWAITING_PAYMENT))
         changed = cur.rowcount == 1
         await cur.close()
         await db.commit()
-        return changed
+        if changed or not by:
+            return changed
+        async with db.execute(
+                "SELECT 1 FROM orders WHERE shop_id = ? AND order_id = ? AND final_by = ? "
+                "AND status = ?", (shop_id, order_id, by, status)) as cur:
+            return await cur.fetchone() is not None
 
-    async def claim_polls(self, now_ms: int, delay_ms: int, limit: int) -> list[Order]:
-        """Take the orders whose result inquiry is due and schedule their next one.
-
-        One UPDATE … RETURNING, so with several workers on one file each due inquiry is
-        claimed by exactly one of them. After ``limit`` inquiries an order is no longer polled.
-        """
+    async def due_inquiries(self, now_ms: int, limit: int = 500) -> list[Order]:
+        """Orders awaiting payment whose result inquiry is due, earliest first."""
         db = await self._db()
         async with db.execute(
-            "UPDATE orders SET polls = polls + 1, "
-            "next_poll_ms = CASE WHEN polls + 1 >= ? THEN NULL ELSE ? END "
-            "WHERE status = ? AND next_poll_ms IS NOT NULL AND next_poll_ms <= ? "
-            f"RETURNING {_COLUMNS}",
-            (limit, now_ms + delay_ms, AWAITING_PAYMENT, now_ms)) as cur:
+                f"SELECT {_COLUMNS} FROM orders WHERE next_poll_ms IS NOT NULL "
+                "AND next_poll_ms <= ? AND status = ? AND order_id != '' "
+                "ORDER BY next_poll_ms LIMIT ?", (now_ms, AWAITING_PAYMENT, limit)) as cur:
             rows = await cur.fetchall()
-        await db.commit()
         return [_row_to_order(r) for r in rows]
+
+    async def claim_inquiries(self, planned: Sequence[Inquiry[Order]]) -> list[Inquiry[Order]]:
+        """Take the planned inquiries: count each one and store the time of the next.
+
+        An inquiry is claimed only if the order is still as it was read (awaiting payment,
+        same inquiry count and due time), so with several workers on one file each due
+        inquiry is claimed, and made, by exactly one of them.
+        """
+        if not planned:
+            return []
+        db = await self._db()
+        claimed = []
+        for p in planned:
+            o = p.order
+            cur = await db.execute(
+                "UPDATE orders SET polls = polls + 1, next_poll_ms = ? "
+                "WHERE shop_id = ? AND order_id = ? AND status = ? AND polls = ? "
+                "AND next_poll_ms = ?",
+                (p.next_poll_ms, o.shop_id, o.order_id, AWAITING_PAYMENT, o.polls,
+                 o.next_poll_ms))
+            if cur.rowcount == 1:
+                claimed.append(Inquiry(replace(o, polls=o.polls + 1,
+                                               next_poll_ms=p.next_poll_ms), p.next_poll_ms))
+            await cur.close()
+        await db.commit()
+        return claimed

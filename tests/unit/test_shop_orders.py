@@ -3,13 +3,16 @@ result (seed 003 cl. 7/19, spec R28)."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from agents.shop.orders import AWAITING_PAYMENT, PENDING_ACK, Order, OrderDB
+from agents.shop.inquiries import Inquiry, PollPolicy, plan
+from agents.shop.orders import _SCHEMA, AWAITING_PAYMENT, PENDING_ACK, Order, OrderDB
 from agents.shop.pricing import price
 from agents.shop.results import judge_answer, judge_result
 from kessai import authenticators, crypto
@@ -35,7 +38,7 @@ async def db(tmp_path: Path) -> AsyncIterator[OrderDB]:
 
 async def test_order_round_trips(db: OrderDB) -> None:
     stored = await db.add(an_order(), NOW)
-    assert stored == an_order()
+    assert stored == replace(an_order(), created_ms=NOW)
     assert await db.get("shop-1", "1234567890") == stored
     assert await db.get("shop-2", "1234567890") is None  # join keys carry the shop (R1)
 
@@ -102,24 +105,81 @@ async def test_settlement_assigned_id_is_taken_once(db: OrderDB) -> None:
     assert await db.assign("shop-1", "ref-unknown", "S-1", None) is None
 
 
+POLICY = PollPolicy(delay_ms=2000, limit=3, result_wait_ms=5000, max_delay_ms=8000,
+                    give_up_ms=60_000)
+
+
+async def claim(db: OrderDB, now: int) -> list[Inquiry[Order]]:
+    """What the shop's timer does: read the due orders, plan, claim."""
+    return await db.claim_inquiries(plan(await db.due_inquiries(now), now, POLICY))
+
+
 async def test_polls_are_claimed_when_due_and_stop_at_the_limit(db: OrderDB) -> None:
     await db.add(an_order(result_mode="SHOP_POLLS", next_poll_ms=NOW + 2000), NOW)
-    await db.add(an_order("2222222222"), NOW)  # not polled
-    assert await db.claim_polls(NOW + 1999, 2000, 3) == []
-    claimed = await db.claim_polls(NOW + 2000, 2000, 3)
-    assert [(o.order_id, o.polls, o.next_poll_ms) for o in claimed] == [
+    await db.add(an_order("2222222222"), NOW)  # no inquiry deadline: never asked about
+    assert await claim(db, NOW + 1999) == []
+    claimed = await claim(db, NOW + 2000)
+    assert [(i.order.order_id, i.order.polls, i.next_poll_ms) for i in claimed] == [
         ("1234567890", 1, NOW + 4000)]
-    assert await db.claim_polls(NOW + 2000, 2000, 3) == []  # claimed once per due time
-    assert len(await db.claim_polls(NOW + 4000, 2000, 3)) == 1
-    last = await db.claim_polls(NOW + 6000, 2000, 3)
-    assert [(o.polls, o.next_poll_ms) for o in last] == [(3, None)]
-    assert await db.claim_polls(NOW + 99_000, 2000, 3) == []
+    assert await claim(db, NOW + 2000) == []  # claimed once per due time
+    assert len(await claim(db, NOW + 4000)) == 1
+    last = await claim(db, NOW + 6000)
+    assert [(i.order.polls, i.next_poll_ms) for i in last] == [(3, None)]
+    assert await claim(db, NOW + 99_000) == []
+
+
+async def test_via_terminal_inquiries_back_off_and_survive_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "shop.sqlite"
+    async with OrderDB(path) as db:
+        await db.add(an_order(next_poll_ms=NOW + 5000), NOW)
+        assert await claim(db, NOW + 4999) == []
+        [first] = await claim(db, NOW + 5000)
+        assert first.next_poll_ms == NOW + 7000
+    async with OrderDB(path) as db:  # a restarted worker finds the deadline where it was
+        assert await claim(db, NOW + 6999) == []
+        [second] = await claim(db, NOW + 7000)
+        assert second.next_poll_ms == NOW + 7000 + 4000
+
+
+async def test_a_due_inquiry_is_claimed_by_one_worker_only(tmp_path: Path) -> None:
+    path = tmp_path / "shop.sqlite"
+    async with OrderDB(path) as one, OrderDB(path) as other:
+        await one.add(an_order(next_poll_ms=NOW), NOW)
+        planned = plan(await one.due_inquiries(NOW), NOW, POLICY)
+        assert planned == plan(await other.due_inquiries(NOW), NOW, POLICY)
+        assert len(await one.claim_inquiries(planned)) == 1
+        assert await other.claim_inquiries(planned) == []
 
 
 async def test_a_final_order_is_no_longer_polled(db: OrderDB) -> None:
     await db.add(an_order(result_mode="SHOP_POLLS", next_poll_ms=NOW), NOW)
     await db.finalise("shop-1", "1234567890", "PAID", "APPROVED")
-    assert await db.claim_polls(NOW + 10_000, 2000, 10) == []
+    assert await claim(db, NOW + 10_000) == []
+
+
+async def test_the_record_that_made_an_order_final_announces_it_again(db: OrderDB) -> None:
+    """A redelivery after a crash may come after the DB write but before the announcement
+    reached the broker: the very same record announces again; any other does not."""
+    await db.add(an_order(), NOW)
+    assert await db.finalise("shop-1", "1234567890", "PAID", "APPROVED", by="msg-1") is True
+    assert await db.finalise("shop-1", "1234567890", "PAID", "APPROVED", by="msg-1") is True
+    assert await db.finalise("shop-1", "1234567890", "PAID", "APPROVED", by="msg-2") is False
+    assert await db.finalise("shop-1", "1234567890", "NOT_PAID", "DECLINED",
+                             by="msg-1") is False
+
+
+async def test_an_order_db_from_before_the_added_columns_opens(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    with closing(sqlite3.connect(path)) as old:
+        old.executescript(_SCHEMA.replace("    trace_id     TEXT NOT NULL DEFAULT '',\n", "")
+                          .replace("    final_by     TEXT NOT NULL DEFAULT '',\n", ""))
+        assert {"trace_id", "final_by"}.isdisjoint(
+            row[1] for row in old.execute("PRAGMA table_info(orders)"))
+    async with OrderDB(path) as db:
+        await db.add(an_order(trace_id="t-1"), NOW)
+        assert await db.finalise("shop-1", "1234567890", "PAID", "APPROVED", by="m") is True
+        order = await db.get("shop-1", "1234567890")
+        assert order is not None and order.trace_id == "t-1" and order.status == "PAID"
 
 
 KEY = crypto.new_secret()
