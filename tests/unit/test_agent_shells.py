@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,11 +12,18 @@ import pytest
 from agents.shop import agent as shop_agent
 from agents.shop.orders import OrderDB
 from agents.terminal import agent as terminal_agent
+from agents.terminal import wallet as terminal_wallet
 from kessai import authenticators, envelope, keys
 from kessai.clock import FakeClock
 from kessai.runtime import AgentContext, Inbound, make_app
 from kessai.settings import Settings
-from schemas.v1 import FirstAccepted, InquiryAnswer, PaymentResult, PurchaseCommand
+from schemas.v1 import (
+    FirstAccepted,
+    InquiryAnswer,
+    PaymentRequest,
+    PaymentResult,
+    PurchaseCommand,
+)
 
 
 @dataclass
@@ -24,7 +31,8 @@ class Rec(AgentContext):
     sent: list[tuple[str, Any, str, str]] = field(default_factory=list)
     dead: list[Any] = field(default_factory=list)
 
-    async def emit(self, topic, msg, correlation_id, *, key=None, partition=None, sender=None):
+    async def emit(self, topic, msg, correlation_id, *, key=None, partition=None, sender=None,
+                   trace_id=None):
         self.actor_keys(sender)
         self.sent.append((topic, msg, correlation_id, key or correlation_id))
 
@@ -63,6 +71,17 @@ def make(keydir, tmp_path, name, actors):
     settings = Settings(keys_dir=keydir, data_dir=tmp_path)
     return Rec(name, make_app(name, settings), settings, keys.load_registry(keydir),
                {a: keys.load_actor(keydir, a) for a in actors}, clock=CLOCK)
+
+
+async def deliver(term, term_ctx, msg, sender_keys):
+    """A wake-up or a result to the terminal, through its re-keying by session onto
+    kessai.terminal.sessions (the hop a real worker makes through the broker)."""
+    first = term.on_wakeup if isinstance(msg, PaymentRequest) else term.on_result
+    await first(inbound(msg, sender_keys))
+    for _topic, fwd, _cid, key in term_ctx.take("kessai.terminal.sessions"):
+        handler = (term.on_session_request if isinstance(fwd, PaymentRequest)
+                   else term.on_session_result)
+        await handler(inbound(fwd, term_ctx.keys["terminal"], cid=key))
 
 
 def settle(keydir, second, outcome, recipient, mode):
@@ -111,16 +130,14 @@ async def test_via_terminal_happy(keydir, tmp_path):
     assert again[0][1] == first
     pr = out[1][1]
     s1 = shop_ctx.keys["shop-1"]
-    await term.on_payment_request(inbound(pr, s1))
-    await asyncio.sleep(0.05)
+    await deliver(term, term_ctx, pr, s1)
     (t, second, _cid, key), = term_ctx.take()
     assert t == "kessai.settlement.second" and key == f"shop-1/{pr.order_id}"
-    await term.on_payment_request(inbound(pr, s1))  # duplicate M4
-    await asyncio.sleep(0.05)
+    await deliver(term, term_ctx, pr, s1)  # duplicate M4
     assert term_ctx.take() == []
     res = settle(keydir, second, "APPROVED", "user", "VIA_TERMINAL")
-    await term.on_payment_result(inbound(res, sk))
-    await term.on_payment_result(inbound(res, sk))
+    await deliver(term, term_ctx, res, sk)
+    await deliver(term, term_ctx, res, sk)
     relays = term_ctx.take()
     assert [r[0] for r in relays] == ["kessai.payment-results.relayed"]
     await shop.on_relayed_result(inbound(relays[0][1], term_ctx.keys["terminal"]))
@@ -129,18 +146,16 @@ async def test_via_terminal_happy(keydir, tmp_path):
     await shop.on_relayed_result(inbound(relays[0][1], term_ctx.keys["terminal"]))
     assert shop_ctx.take() == []
     await shop.db.close()
-    await term.stop()
 
 
 async def test_forged_relay(keydir, tmp_path):
     shop_ctx, term_ctx, shop, term, out, _, sk = await run_flow(
         keydir, tmp_path, {}, {"forge_relay": True})
     pr = out[1][1]
-    await term.on_payment_request(inbound(pr, shop_ctx.keys["shop-1"]))
-    await asyncio.sleep(0.05)
+    await deliver(term, term_ctx, pr, shop_ctx.keys["shop-1"])
     (_, second, _, _), = term_ctx.take()
     res = settle(keydir, second, "DECLINED", "user", "VIA_TERMINAL")
-    await term.on_payment_result(inbound(res, sk))
+    await deliver(term, term_ctx, res, sk)
     (_, relay, _, _), = term_ctx.take()
     assert relay.outcome == "APPROVED"
     await shop.on_relayed_result(inbound(relay, term_ctx.keys["terminal"]))
@@ -156,8 +171,7 @@ async def test_direct_both_acks(keydir, tmp_path):
     first = out[0][1]
     assert first.content is None and first.content_hash
     pr = out[1][1]
-    await term.on_payment_request(inbound(pr, shop_ctx.keys["shop-1"]))
-    await asyncio.sleep(0.05)
+    await deliver(term, term_ctx, pr, shop_ctx.keys["shop-1"])
     (_, second, _, _), = term_ctx.take()
     res = settle(keydir, second, "APPROVED", "shop", "DIRECT_BOTH")
     for _ in range(2):
@@ -167,7 +181,7 @@ async def test_direct_both_acks(keydir, tmp_path):
         ("kessai.order-status", "PAID"), ("kessai.payment-results.acks", ""),
         ("kessai.payment-results.acks", "")]
     # user copy: no relay in DIRECT_BOTH
-    await term.on_payment_result(inbound(settle(keydir, second, "APPROVED", "user", "DIRECT_BOTH"), sk))
+    await deliver(term, term_ctx, settle(keydir, second, "APPROVED", "user", "DIRECT_BOTH"), sk)
     assert term_ctx.take() == []
     await shop.db.close()
 
@@ -242,4 +256,106 @@ async def test_order_id_collision(keydir, tmp_path, monkeypatch):
     await shop.on_order_request(b)  # redelivery
     idb2 = shop_ctx.take()[0][1].order_id
     assert ida == "1111111111" and idb != ida and idb == idb2
+    await shop.db.close()
+
+
+def restarted(term, term_ctx):
+    """The terminal after a kill -9: nothing in memory but the table, which faust rebuilds
+    from its changelog; this worker owns every partition."""
+    term_ctx.active_partitions = lambda topic: {0, 1, 2, 3}
+    return terminal_agent.Terminal(term_ctx, term.table, term.policy)
+
+
+async def test_a_restarted_terminal_pays_and_relays_what_it_held(keydir, tmp_path):
+    shop_ctx, term_ctx, shop, term, out, _, sk = await run_flow(
+        keydir, tmp_path, {}, {"second_delay_ms": 3000})
+    pr = out[1][1]
+    await deliver(term, term_ctx, pr, shop_ctx.keys["shop-1"])
+    assert term_ctx.take() == []  # the user is still thinking
+
+    term = restarted(term, term_ctx)
+    await term.scan()
+    assert term_ctx.take() == []  # not due yet
+    CLOCK.advance(3000)
+    await term.scan()
+    (topic, tick, _, key), = term_ctx.take()
+    assert topic == "kessai.terminal.sessions" and key == "sess-1"
+    await term.scan()
+    assert term_ctx.take() == []  # a tick in flight is not sent again at once
+    await term.on_tick(inbound(tick, term_ctx.keys["terminal"], cid=key))
+    (topic, second, _, _), = term_ctx.take()
+    assert topic == "kessai.settlement.second" and second.order_id == pr.order_id
+    await term.on_tick(inbound(tick, term_ctx.keys["terminal"], cid=key))
+    assert term_ctx.take() == []  # paid once
+
+    term = restarted(term, term_ctx)
+    await deliver(term, term_ctx, settle(keydir, second, "APPROVED", "user", "VIA_TERMINAL"), sk)
+    (topic, relay, _, _), = term_ctx.take()
+    assert topic == "kessai.payment-results.relayed" and relay.outcome == "APPROVED"
+    await shop.db.close()
+
+
+async def test_a_wakeup_for_a_session_no_device_holds_is_dropped_by_its_owner(keydir, tmp_path):
+    shop_ctx, term_ctx, shop, term, out, _, _ = await run_flow(keydir, tmp_path, {})
+    term = restarted(term, term_ctx)
+    other = dataclasses.replace(out[1][1], session="sess-of-the-relay")
+    await term.on_wakeup(inbound(other, shop_ctx.keys["shop-1"]))
+    assert term_ctx.take() == []
+    await shop.db.close()
+
+
+async def test_the_shop_asks_the_history_when_the_terminal_stays_silent(keydir, tmp_path):
+    shop_ctx, term_ctx, shop, term, out, _, sk = await run_flow(keydir, tmp_path, {})
+    pr = out[1][1]
+    await deliver(term, term_ctx, pr, shop_ctx.keys["shop-1"])
+    (_, second, _, _), = term_ctx.take()
+    key = f"shop-1/{pr.order_id}"
+    await shop.poll_due()
+    assert shop_ctx.take() == []  # the terminal still has time to relay
+
+    await shop.db.close()  # the shop restarts: the deadline is in its order DB
+    shop = shop_agent.Shop(shop_ctx, OrderDB(tmp_path / "shop.sqlite"), shop.poll)
+    CLOCK.advance(shop.poll.result_wait_ms)
+    await shop.poll_due()
+    (topic, inquiry, cid, _), = shop_ctx.take()
+    assert topic == "kessai.result-inquiries" and cid == key and inquiry.order_id == pr.order_id
+    await shop.poll_due()
+    assert shop_ctx.take() == []  # asked; the next inquiry waits for its interval
+
+    await shop.on_inquiry_answer(inbound(InquiryAnswer("shop-1", pr.order_id, "PENDING"), sk))
+    assert shop_ctx.take() == []
+    CLOCK.advance(shop.poll.delay_ms)
+    await shop.poll_due()
+    assert [t for t, *_ in shop_ctx.take()] == ["kessai.result-inquiries"]
+
+    answer = inbound(InquiryAnswer("shop-1", pr.order_id, "APPROVED", pr.amount), sk)
+    await shop.on_inquiry_answer(answer)
+    (topic, status, _, _), = shop_ctx.take()
+    assert topic == "kessai.order-status" and (status.status, status.outcome) == (
+        "PAID", "APPROVED")
+    # The same answer redelivered after a crash announces again (the first announcement may
+    # have died with the worker); any other answer or a late relay changes nothing.
+    await shop.on_inquiry_answer(answer)
+    assert [(t, m.status) for t, m, *_ in shop_ctx.take()] == [("kessai.order-status", "PAID")]
+    await shop.on_inquiry_answer(inbound(InquiryAnswer("shop-1", pr.order_id, "APPROVED",
+                                                       pr.amount), sk))
+    relay = terminal_wallet.relay_of(settle(keydir, second, "APPROVED", "user", "VIA_TERMINAL"))
+    await shop.on_relayed_result(inbound(relay, term_ctx.keys["terminal"]))
+    assert shop_ctx.take() == []
+    CLOCK.advance(600_000)
+    await shop.poll_due()
+    assert shop_ctx.take() == []  # a final order is not asked about
+    await shop.db.close()
+
+
+async def test_a_declined_order_the_terminal_never_relays_ends_not_paid(keydir, tmp_path):
+    shop_ctx, _term_ctx, shop, _term, out, _, sk = await run_flow(keydir, tmp_path, {})
+    pr = out[1][1]
+    CLOCK.advance(shop.poll.result_wait_ms)
+    await shop.poll_due()
+    assert [t for t, *_ in shop_ctx.take()] == ["kessai.result-inquiries"]
+    await shop.on_inquiry_answer(inbound(InquiryAnswer("shop-1", pr.order_id, "DECLINED",
+                                                       pr.amount), sk))
+    (_, status, _, _), = shop_ctx.take()
+    assert (status.status, status.outcome) == ("NOT_PAID", "DECLINED")
     await shop.db.close()
