@@ -159,6 +159,18 @@ class Driver:
         if self.producer is not None:
             await self.producer.stop()
 
+    async def end_offsets(self) -> dict[str, int]:
+        """The end offset of every catalogued topic, summed over its partitions."""
+        from topics.catalogue import CATALOGUE
+
+        assert self.consumer is not None
+        tps = [TopicPartition(t.name, p) for t in CATALOGUE for p in range(t.partitions)]
+        ends = await self.consumer.end_offsets(tps)
+        totals: dict[str, int] = {}
+        for tp, end in ends.items():
+            totals[tp.topic] = totals.get(tp.topic, 0) + end
+        return totals
+
     def new(self) -> Purchase:
         p = Purchase("bench-" + uuid.uuid4().hex[:12])
         p.waiter = asyncio.get_running_loop().create_future()
@@ -329,6 +341,9 @@ class Result:
     crypto: floors.CryptoFloor | None = None
     flow: list[floors.Record] = field(default_factory=list)
     readers_source: dict[str, str] = field(default_factory=dict)
+    produced: dict[str, int] = field(default_factory=dict)  # records per topic, measured run
+    quiet_s: float | None = None  # waited for the system to settle before the floors
+    system_cores_during_floors: float | None = None
     dead_workers: list[str] = field(default_factory=list)
 
 
@@ -403,6 +418,7 @@ async def _drive(system: System, plan: Plan, progress: Progress) -> Result:
         driver.on_done = lambda p: bar(None)
         pids = system.pids()
         pids_self = {"bench driver": os.getpid()}
+        offsets_before = await driver.end_offsets()
         before, self_before, busy_before = cpu.sample(pids), cpu.sample(pids_self), \
             cpu.machine_busy()
         t0 = time.monotonic()
@@ -410,12 +426,20 @@ async def _drive(system: System, plan: Plan, progress: Progress) -> Result:
         wall = time.monotonic() - t0
         after, self_after, busy_after = cpu.sample(pids), cpu.sample(pids_self), \
             cpu.machine_busy()
+        offsets_after = await driver.end_offsets()
         driver_cpu = stats.cpu_seconds(self_before, self_after).get("bench driver", 0.0)
         return Result(first, records, warm, measured, stats.cpu_seconds(before, after), pids,
                       driver_cpu, cpu.busy_fraction(busy_before, busy_after), wall,
-                      dead_workers=system.dead_workers())
+                      dead_workers=system.dead_workers(),
+                      produced=_produced(offsets_before, offsets_after))
     finally:
         await driver.stop()
+
+
+def _produced(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """Records produced per catalogued topic between two end-offset readings."""
+    return {t: after[t] - before.get(t, 0) for t in sorted(after)
+            if after[t] - before.get(t, 0) > 0}
 
 
 async def _run_phase(driver: Driver, purchases: list[Purchase], plan: Plan) -> None:
@@ -427,6 +451,9 @@ async def _run_phase(driver: Driver, purchases: list[Purchase], plan: Plan) -> N
 
 async def _floors(system: System, plan: Plan, progress: Progress,
                   result: Result) -> None:
+    result.quiet_s = await asyncio.to_thread(_settle, system)
+    pids = system.pids()
+    before, t0 = cpu.sample(pids), time.monotonic()
     readers = await floors.broker_readers(system.settings.bootstrap, system.agents())
     result.flow, result.readers_source = floors.observed_flow(result.probe_records, readers)
     if not floors.hops(result.flow):  # the probe saw no chain to the final status
@@ -443,6 +470,25 @@ async def _floors(system: System, plan: Plan, progress: Progress,
         max_poll_records=waits.max_poll_records, linger_ms=waits.linger_ms,
         record_bytes=round(crypto_floor.record_bytes), records=plan.raw_records,
         samples=plan.raw_samples, on_progress=lambda kind, n, total: bars[kind](n))
+    result.system_cores_during_floors = sum(
+        stats.cpu_seconds(before, cpu.sample(pids)).values()) / (time.monotonic() - t0)
+
+
+SETTLED_CORES = 0.35  # the system's processes together: idle fetch polling, no backlog
+SETTLE_LIMIT_S = 30.0
+
+
+def _settle(system: System) -> float | None:
+    """Wait (up to 30 s) until the system's processes are near idle, so the floors are not
+    measured beside a backlog. Returns the seconds waited, None if they never settled."""
+    pids = system.pids()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < SETTLE_LIMIT_S:
+        a = cpu.sample(pids)
+        time.sleep(1.0)
+        if sum(stats.cpu_seconds(a, cpu.sample(pids)).values()) < SETTLED_CORES:
+            return round(time.monotonic() - t0, 1)
+    return None
 
 
 # -- the report ----------------------------------------------------------------------------------
@@ -525,6 +571,13 @@ def report(system: System, plan: Plan, result: Result) -> dict[str, Any]:
             "source": "/proc/<pid>/stat utime+stime, before and after the measured purchases",
         },
         "flow": flow_report(result),
+        "records_measured": {
+            "per_payment": round(sum(result.produced.values()) / len(measured), 3)
+            if measured else None,
+            "by_topic": result.produced,
+            "note": "every record produced on a catalogued topic while the measured purchases "
+                    "ran (retries, inquiries, audits and dead letters included), per purchase",
+        },
         "dead_workers": result.dead_workers,
     }
     if plan.rate is not None and measured:
@@ -538,6 +591,9 @@ def report(system: System, plan: Plan, result: Result) -> dict[str, Any]:
         fl = stats.Floors(raw.msgs_per_s, hop.p50, hop.p99, len(result.flow),
                           floors.hops(result.flow), cf.crypto_s, os.cpu_count() or 1)
         out["floors"] = {
+            "settled_after_s": result.quiet_s,
+            "system_cores_busy_meanwhile": round(result.system_cores_during_floors, 3)
+            if result.system_cores_during_floors is not None else None,
             "raw": {"msgs_per_s": round(raw.msgs_per_s, 1),
                     "produce_msgs_per_s": round(raw.produce_msgs_per_s, 1),
                     "records": raw.records, "record_bytes": raw.record_bytes,
@@ -636,6 +692,8 @@ def print_report(r: dict[str, Any], out: Any = sys.stdout) -> None:
         raw, hop, cr = fl["raw"], fl["raw_hop_ms"], fl["crypto"]
         n = cr["counts"]
         w("\nfloors (same run, same broker)\n")
+        if fl.get("settled_after_s") is None:
+            w("  NOTE: the system was still busy (a backlog) when the floors were measured\n")
         w(f"  R_raw        {raw['msgs_per_s']:,.0f} msgs/s aiokafka produce → consume "
           f"({raw['records']:,} records of {raw['record_bytes']} B, {raw['partitions']} "
           f"partitions) = {fl['broker_payments_per_s']:,.0f} payments/s at "
@@ -659,6 +717,14 @@ def print_report(r: dict[str, Any], out: Any = sys.stdout) -> None:
       f"readers from the {fc['readers_from']}; the steps: "
       + " → ".join(x["topic"].removeprefix("kessai.") for x in fc["steps"] if x["on_path"])
       + "\n")
+    rm = r.get("records_measured") or {}
+    if rm.get("per_payment") is not None and fc["records"]:
+        extra = rm["per_payment"] - fc["records"]
+        w(f"               during the measured run {rm['per_payment']:.1f} records per purchase "
+          "were produced" + (f" ({extra:+.1f} beyond the flow: "
+          + ", ".join(f"{t.removeprefix('kessai.')} {n}" for t, n in rm["by_topic"].items()
+                      if t not in {x["topic"] for x in fc["steps"]}) + ")"
+                             if abs(extra) >= 0.05 else "") + "\n")
     diff = fc["differs_from_model"]
     if any(diff.values()):
         w(f"               differs from the documented model in sim/floors.py ({diff}); the "
