@@ -2,12 +2,14 @@
 the same run on the same broker.
 
 Phases: (1) the system: its own (embedded broker on a free loopback port, topics, temporary
-keys and data, one worker per agent) or the one at ``--bootstrap``; (2) one *probe* purchase
-whose records are all read back and compared with the flow model of :mod:`sim.floors`;
-(3) ``--warmup`` purchases, discarded; (4) ``-n`` purchases, one at a time (``--sequential``)
-or open loop at ``--rate`` per second, with the CPU time of every worker and the broker read
-from ``/proc`` before and after; (5) the raw broker floor (aiokafka alone) and the crypto floor
-(in this process); (6) the report, its ratios, and optionally a plot.
+keys and data, one worker per agent) or the one at ``--bootstrap``; (2) one *probe* purchase,
+whose records on every catalogued topic are read back (it fails the run early if the system
+does not settle payments); (3) ``--warmup`` purchases, discarded, then a second probe on the
+warm system, whose records give the flow the floors are counted from (:mod:`sim.floors`);
+(4) ``-n`` purchases, one at a time (``--sequential``) or open loop at ``--rate`` per second,
+with the CPU time of every worker and the broker read from ``/proc`` before and after; (5) once
+the system has settled, the raw broker floor (aiokafka alone) and the crypto floor (in this
+process); (6) the report, its ratios, and optionally a plot.
 
 A purchase is the default seed-003 flow (alice pays the Fig. 5 order at shop-1 by signature,
 the result relayed by her terminal). Its latency runs from the moment its purchase command was
@@ -411,6 +413,11 @@ async def _drive(system: System, plan: Plan, progress: Progress) -> Result:
             bar = progress.task("warm-up (discarded)", len(warm))
             driver.on_done = lambda p: bar(None)
             await _run_phase(driver, warm, plan)
+            # The flow and its hop times from a warm system (the first probe ran cold).
+            again, seen_again = await probe(driver, plan.timeout_s)
+            warm.append(again)
+            if again.done is not None:
+                records = seen_again
 
         measured = [driver.new() for _ in range(plan.purchases)]
         label = ("one at a time" if plan.rate is None else f"open loop {plan.rate:g}/s")
@@ -633,7 +640,9 @@ def flow_report(result: Result) -> dict[str, Any]:
             else "documented model"),
         "records": len(result.flow), "hops": floors.hops(result.flow),
         "steps": [{"topic": x.topic, "type": x.type, "producer": x.producer,
-                   "readers": list(x.readers), "on_path": x.on_path} for x in result.flow],
+                   "readers": list(x.readers), "on_path": x.on_path,
+                   "t_ms": x.created_ms - result.flow[0].created_ms if observed else None}
+                  for x in result.flow],
         "extras": [{"op": e.op, "by": e.by, "why": e.why} for e in floors.EXTRAS],
         "differs_from_model": floors.differences(result.flow) if observed else {},
     }
@@ -717,6 +726,11 @@ def print_report(r: dict[str, Any], out: Any = sys.stdout) -> None:
       f"readers from the {fc['readers_from']}; the steps: "
       + " → ".join(x["topic"].removeprefix("kessai.") for x in fc["steps"] if x["on_path"])
       + "\n")
+    path = [x for x in fc["steps"] if x["on_path"]]
+    if path and path[-1].get("t_ms") is not None:
+        w("               one warm purchase, ms from its command to each record's creation: "
+          + ", ".join(f"{x['topic'].removeprefix('kessai.')} {x['t_ms']}" for x in path[1:])
+          + "\n")
     rm = r.get("records_measured") or {}
     if rm.get("per_payment") is not None and fc["records"]:
         extra = rm["per_payment"] - fc["records"]

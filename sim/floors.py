@@ -78,6 +78,7 @@ class Record:
     readers: tuple[str, ...]
     on_path: bool  # a hop the purchase waits for (the 1st request travels alongside)
     raw: bytes = b""  # the record value, when observed or built
+    created_ms: int = 0  # when its producer made it (observed records)
 
 
 FLOW: tuple[Record, ...] = (
@@ -223,8 +224,8 @@ def observed_flow(records: Sequence[Seen],
             readers[r.topic] = documented.get(r.topic, ())
             source[r.topic] = "model" if r.topic in documented else "unknown"
     path = critical_path(ordered, readers)
-    flow = [Record(r.topic, r.type, agent_kind(r.sender), readers[r.topic], i in path, r.raw)
-            for i, r in enumerate(ordered)]
+    flow = [Record(r.topic, r.type, agent_kind(r.sender), readers[r.topic], i in path, r.raw,
+                   r.created_ms) for i, r in enumerate(ordered)]
     return flow, source
 
 
