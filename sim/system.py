@@ -35,6 +35,17 @@ class BenchError(KessaiError):
     code = "bench"
 
 
+def dev_key_generator() -> Callable[[Path], object]:
+    """What writes a development key set: ``sim.devkeys.init`` (where the simulator keeps the
+    development world), else ``kessai.keys.init`` (where it lived before)."""
+    try:
+        from sim import devkeys  # type: ignore[attr-defined]
+
+        return devkeys.init  # type: ignore[no-any-return]
+    except (ImportError, AttributeError):
+        return keys.init  # type: ignore[attr-defined,no-any-return]
+
+
 def unlimited_cards(keys_dir: Path) -> None:
     """Give every issuer account of a (temporary) dev key set a limit no bench reaches, so a
     long run is not declined for the credit limit (the dev cards hold ¥1,000,000 at most)."""
@@ -122,7 +133,7 @@ def start_own(settings: Settings, agents: list[str], *, keep: bool = False,
     tmp = Path(tempfile.mkdtemp(prefix="kessai-bench-"))
     system = System(settings, own=True, tmp=tmp, keep=keep)
     try:
-        keys.init(tmp / "keys")
+        dev_key_generator()(tmp / "keys")
         unlimited_cards(tmp / "keys")
         broker = EmbeddedBroker(free_port(), log_path=tmp / "broker.log")
         system.broker = broker
