@@ -1,7 +1,14 @@
-"""One module per actor of the payment protocols. Each exposes:
+"""One package per actor of the payment protocols; its ``agent`` module declares itself:
 
-- ``ACTORS``: the key-set identities its worker signs as (a shop worker may serve many shops);
-- ``register(ctx)``: attach its faust agents and timers to the worker's app.
+- who it is: ``ACTORS``, the key-set identities a service signs as (``["settlement"]``), or
+  ``KIND``, the kind of actor it serves — every such actor of the key set (``"shop"``: one shop
+  server serves every shop, [0016]; ``"wallet"``);
+- ``register(ctx)``: its handlers (``ctx.handle``), tables (``ctx.table``), timers
+  (``ctx.every``) and start/stop hooks — declarations only (``docs/architecture.md``).
+
+Agents never import each other (shared protocol pieces live in ``protocols/``) nor the
+simulator (``sim/``). This table is what the CLI composes; the runtime knows agents only by
+the module it is handed.
 """
 
 from __future__ import annotations

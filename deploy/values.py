@@ -10,6 +10,8 @@ from pathlib import Path
 
 from agents import AGENTS
 from kessai.settings import Settings, Waits
+from kessai.worker import identities
+from sim import devkeys
 from topics.catalogue import CATALOGUE, JOIN_PARTITIONS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,8 +46,9 @@ def agents() -> list[str]:
 
 
 def actors(agent: str) -> list[str]:
-    """The key-set identities the agent's worker signs as (its ``ACTORS``)."""
-    return list(importlib.import_module(AGENTS[agent]).ACTORS)
+    """The key-set identities the agent's worker signs as (its ``ACTORS``, or every actor of
+    its ``KIND``) in the development key set, which these files mount (`kessai keys init`)."""
+    return identities(importlib.import_module(AGENTS[agent]), devkeys.actors())
 
 
 def replicas(agent: str) -> int:

@@ -1,14 +1,25 @@
-"""The `kessai` command line: one entry point, one line and exit code 2 for every mistake."""
+"""The `kessai` command line: one entry point, one line and exit code 2 for every mistake.
+
+This is the one runtime module that composes the rest: it picks the agent modules a worker
+runs (:data:`agents.AGENTS`, or with ``--sim`` the simulator's variants of :data:`sim.agents.
+SIMULATED`), hands the development key generator (:mod:`sim.devkeys`) to `kessai up` and
+`kessai keys init`, and runs the simulator's drivers (`pay`, `demo`, `bench`). Nothing else
+under ``kessai/`` imports ``agents`` or ``sim``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
-from kessai.errors import KessaiError
+from kessai.errors import ConfigError, KessaiError
 from kessai.settings import Settings
+
+SIM_FLAG = "--sim"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,6 +54,10 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("agent")
     w.add_argument("--loglevel", default="info",
                    choices=["crit", "error", "warn", "info", "debug"])
+    w.add_argument(SIM_FLAG, action="store_true",
+                   help="run the simulator's variant of the agent where sim/ has one (the shop "
+                   "that obeys the demo's shop_tamper knob); `kessai up` runs these. Never in "
+                   "production")
 
     b = sub.add_parser("broker", help="run the embedded Tansu broker on loopback")
     b.add_argument("--port", type=int, default=9092)
@@ -83,7 +98,10 @@ def parser() -> argparse.ArgumentParser:
                      help="product to buy (repeatable; default XXXX and YYYY, the Fig. 5 order)")
     pay.add_argument("--card", default="main", help="card alias in the user's wallet")
     pay.add_argument("--tamper", default="none",
-                     choices=["none", "user-amount", "user-quantity", "shop-amount"])
+                     choices=["none", "user-amount", "user-quantity", "shop-amount"],
+                     help="a dishonest user (the simulated device alters its 2nd request) or "
+                     "shop (shop-amount: only the simulator's shop, which `kessai up` runs, "
+                     "overcharges; a production shop ignores it)")
     pay.add_argument("--delay", type=float, default=0.0,
                      help="seconds the user waits before sending the 2nd request")
     pay.add_argument("--abandon", action="store_true", help="never send the 2nd request")
@@ -153,6 +171,26 @@ def settings_from(args: argparse.Namespace) -> Settings:
                              broker_kind=getattr(args, "broker_kind", None))
 
 
+def agent_table(simulated: bool) -> dict[str, str]:
+    """Agent name → module: the production agents, or the development system's (the
+    simulator's variants in place of the production agents they compose)."""
+    from agents import AGENTS
+
+    if not simulated:
+        return dict(AGENTS)
+    from sim.agents import SIMULATED
+
+    return {**AGENTS, **SIMULATED}
+
+
+def agent_module(name: str, simulated: bool = False) -> ModuleType:
+    table = agent_table(simulated)
+    if name not in table:
+        raise ConfigError(
+            f"unknown agent {name!r}; choose one of: {', '.join(sorted(table))}")
+    return importlib.import_module(table[name])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
@@ -168,9 +206,10 @@ def dispatch(args: argparse.Namespace) -> int | None:
     cmd = args.command
     if cmd == "keys":
         from kessai import keys
+        from sim import devkeys
 
         directory = args.dir or keys.default_dir()
-        created = keys.init(directory, force=args.force)
+        created = devkeys.init(directory, force=args.force)
         print(f"created a development key set for {len(created)} actors in {directory}")
         return 0
     if cmd == "broker":
@@ -180,12 +219,17 @@ def dispatch(args: argparse.Namespace) -> int | None:
     if cmd == "worker":
         from kessai import worker
 
-        worker.run(args.agent, settings_from(args), args.loglevel)
+        worker.run(args.agent, agent_module(args.agent, args.sim), settings_from(args),
+                   args.loglevel)
         return 0
     if cmd == "up":
+        from agents import AGENTS
         from kessai.supervisor import up
+        from sim import devkeys
 
-        return up(args, settings_from(args))
+        # The development system: dev keys on first use, the simulator's agent variants.
+        return up(args, settings_from(args), agents=list(AGENTS), make_keys=devkeys.init,
+                  worker_args=(SIM_FLAG,))
     if cmd == "topics":
         from topics.provision import run_cli
 
@@ -195,15 +239,15 @@ def dispatch(args: argparse.Namespace) -> int | None:
 
         return replay_cli(args, settings_from(args))
     if cmd == "pay":
-        from kessai.journey import run_pay
+        from sim.journey import run_pay
 
         return run_pay(args, settings_from(args))
     if cmd == "demo" and args.flow == "relay":
-        from kessai.relay_demo import run_relay_demo
+        from sim.relay_demo import run_relay_demo
 
         return run_relay_demo(args, settings_from(args))
     if cmd == "demo":
-        from kessai.journey import run_demo
+        from sim.journey import run_demo
 
         return run_demo(args, settings_from(args))
     if cmd == "bench":

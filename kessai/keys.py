@@ -1,26 +1,38 @@
-"""Development key sets: one signing key per actor, sealing keys for the settlement domain,
-shared authenticator keys, password hashes and the users' wallets.
+"""Key sets: where a key set lives, how it is laid out, and loading it.
 
 Layout of a key directory::
 
     registry.json          public: every actor's signing key, the sealing public keys
-    actors/<actor>.json    private (mode 0600): that actor's keys and secrets
+    actors/<actor>.json    private (mode 0600): that actor's keys, secrets and configuration
 
-Every process loads the registry plus only its own private file.
+Every process loads the registry plus only its own private files. The registry names every
+actor, so it also says which shops, wallet servers and users exist: the actors of a kind
+(:meth:`Registry.actors_of`, kinds as :func:`kessai.handlers.actor_kind` names them).
+
+The runtime only reads key sets. What a development key set holds (every actor's secrets, the
+users, their cards and wallets) is the simulator's business (:mod:`sim.devkeys`); it writes
+the files through :func:`write`, and ``kessai up`` creates one on first use through
+:func:`ensure` with the generator the CLI hands it.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kessai import crypto, devdata
+from kessai import crypto
 from kessai.errors import ConfigError, KeysMissing
+from kessai.handlers import actor_kind
 
 REGISTRY = "registry.json"
+
+# Creates a key set in a directory (refusing to replace one unless forced); returns the actors.
+Generator = Callable[..., list[str]]
 
 
 def default_dir() -> Path:
@@ -39,13 +51,29 @@ def _file_name(actor: str) -> str:
     return actor.replace(":", "_") + ".json"
 
 
+def of_kind(actors: Iterable[str], kind: str) -> list[str]:
+    """The actors of ``kind`` among ``actors``, sorted (``shop`` → ``shop-1``, ``shop-2``)."""
+    return sorted(a for a in actors if actor_kind(a) == kind)
+
+
 @dataclass(frozen=True)
 class Registry:
     signing: dict[str, tuple[str, bytes]]  # actor -> (kid, public key)
-    sealing: dict[str, tuple[str, bytes]]  # "settlement"/"issuer" -> (kid, public key)
+    sealing: dict[str, tuple[str, bytes]]  # "settlement"/"issuer"/wallets… -> (kid, public key)
 
     def signing_key(self, actor: str) -> tuple[str, bytes] | None:
         return self.signing.get(actor)
+
+    @functools.cached_property
+    def _kinds(self) -> dict[str, tuple[str, ...]]:
+        kinds: dict[str, list[str]] = {}
+        for actor in sorted(self.signing):
+            kinds.setdefault(actor_kind(actor), []).append(actor)
+        return {k: tuple(v) for k, v in kinds.items()}
+
+    def actors_of(self, kind: str) -> tuple[str, ...]:
+        """Every actor of ``kind`` in the key set, sorted: ``actors_of("wallet")``."""
+        return self._kinds.get(kind, ())
 
 
 @dataclass(frozen=True)
@@ -57,94 +85,60 @@ class ActorKeys:
     secrets: dict[str, Any] = field(default_factory=dict)
 
 
-def init(directory: Path, *, force: bool = False) -> list[str]:
-    """Create a development key set in ``directory``. Returns the actors created.
+# -- making key sets -------------------------------------------------------------------------
 
-    Refuses to overwrite an existing set unless ``force``; an existing set is kept as is, so
-    `kessai up` can call this on every start.
+def new_actor(actor: str) -> tuple[dict[str, Any], list[str]]:
+    """A fresh signing key for ``actor``: its private record and its registry entry."""
+    sk = crypto.new_signing_key()
+    pub = crypto.signing_public(sk)
+    kid = crypto.key_id(pub)
+    return {"actor": actor, "kid": kid, "signing": sk.hex()}, [kid, pub.hex()]
+
+
+def add_seal_key(record: dict[str, Any]) -> list[str]:
+    """Give an actor's private record a fresh sealing key; returns its registry entry."""
+    xk = crypto.new_seal_key()
+    xpub = crypto.seal_public(xk)
+    record["seal"] = xk.hex()
+    return [crypto.key_id(xpub), xpub.hex()]
+
+
+def refuse_existing(directory: Path, force: bool) -> None:
+    if (Path(directory) / REGISTRY).exists() and not force:
+        raise ConfigError(f"a key set already exists in {directory}; pass --force to replace it")
+
+
+def write(directory: Path, private: Mapping[str, Mapping[str, Any]],
+          signing: Mapping[str, list[str]], sealing: Mapping[str, list[str]], *,
+          force: bool = False) -> None:
+    """Write a key set: each actor's private file (mode 0600, in a 0700 directory), then the
+    registry, so a registry on disk always has its actors' files.
+
+    Raises:
+        ConfigError: a key set is there already and ``force`` is false.
     """
     directory = Path(directory)
-    if (directory / REGISTRY).exists() and not force:
-        raise ConfigError(f"a key set already exists in {directory}; pass --force to replace it")
+    refuse_existing(directory, force)
     (directory / "actors").mkdir(parents=True, exist_ok=True)
     os.chmod(directory / "actors", 0o700)
-
-    actors = [*devdata.SERVICE_ACTORS, *devdata.SHOPS, *devdata.WALLETS,
-              *(user_actor(u.user_id) for u in devdata.USERS)]
-    private: dict[str, dict[str, Any]] = {}
-    signing: dict[str, list[str]] = {}
-    for actor in actors:
-        sk = crypto.new_signing_key()
-        pub = crypto.signing_public(sk)
-        private[actor] = {"actor": actor, "kid": crypto.key_id(pub), "signing": sk.hex()}
-        signing[actor] = [crypto.key_id(pub), pub.hex()]
-
-    sealing: dict[str, list[str]] = {}
-    for actor in ("settlement", "issuer", "gateway", "ca", *devdata.WALLETS):
-        xk = crypto.new_seal_key()
-        xpub = crypto.seal_public(xk)
-        private[actor]["seal"] = xk.hex()
-        sealing[actor] = [crypto.key_id(xpub), xpub.hex()]
-
-    # Shared keys exchanged in advance (seed 003 cl. 7 with each shop, cl. 11 with each user).
-    settlement = private["settlement"]
-    settlement["shop_mac"] = {}
-    for shop in devdata.SHOPS:
-        k = crypto.new_secret().hex()
-        settlement["shop_mac"][shop] = k
-        private[shop]["settlement_mac"] = k
-    settlement["user_mac"] = {}
-    settlement["users"] = {}
-    settlement["held_accounts"] = {}
-    terminal = private["terminal"]
-    terminal["wallets"] = {}
-    for u in devdata.USERS:
-        k = crypto.new_secret().hex()
-        settlement["user_mac"][u.user_id] = k
-        record: dict[str, Any] = {"auth": u.auth}
-        if u.password is not None:
-            salt, digest = crypto.hash_password(u.password)
-            record["password_salt"] = salt.hex()
-            record["password_hash"] = digest.hex()
-        settlement["users"][u.user_id] = record
-        if u.held:
-            card = u.cards[0]
-            settlement["held_accounts"][u.user_id] = {"pan": card.pan, "expiry": card.expiry}
-        # The terminal simulator is the users' device: it holds their cards, passwords and
-        # authenticator keys, as a phone or PC would.
-        terminal["wallets"][u.user_id] = {
-            "auth": u.auth,
-            "password": u.password,
-            "held": u.held,
-            "signing": private[user_actor(u.user_id)]["signing"],
-            "result_mac": k,
-            "cards": {c.alias: {"pan": c.pan, "expiry": c.expiry} for c in u.cards},
-        }
-    private["issuer"]["accounts"] = [
-        {"pan": c.pan, "expiry": c.expiry, "limit": c.limit_minor, "currency": c.currency}
-        for u in devdata.USERS for c in u.cards
-    ] + [{"pan": c.pan, "expiry": c.expiry, "limit": c.limit_minor, "currency": c.currency}
-         for c in devdata.EXTRA_ACCOUNTS]
-
-    _init_wallets(private, sealing)
-
     for actor, data in private.items():
         path = directory / "actors" / _file_name(actor)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(data, fh, indent=1, ensure_ascii=False)
     (directory / REGISTRY).write_text(json.dumps(
-        {"version": 1, "signing": signing, "sealing": sealing}, indent=1))
-    return actors
+        {"version": 1, "signing": dict(signing), "sealing": dict(sealing)}, indent=1))
 
 
-def ensure(directory: Path) -> bool:
-    """Create the development key set if ``directory`` has none. True if it was created."""
+def ensure(directory: Path, create: Generator) -> bool:
+    """Create a key set with ``create`` if ``directory`` has none. True if it was created."""
     if (Path(directory) / REGISTRY).exists():
         return False
-    init(directory)
+    create(directory)
     return True
 
+
+# -- loading ---------------------------------------------------------------------------------
 
 def _missing(directory: Path, what: str) -> KeysMissing:
     return KeysMissing(
@@ -176,36 +170,3 @@ def load_actor(directory: Path, actor: str) -> ActorKeys:
         seal_private=bytes.fromhex(seal) if seal else None,
         secrets=raw,
     )
-
-
-def _init_wallets(private: dict[str, dict[str, Any]], sealing: dict[str, list[str]]) -> None:
-    """Personal wallets on the wallet servers, with certificates the CA issued in advance
-    (seeds 000/001 [d:174]); the relay's session-token key and preset wallets."""
-    from kessai import certificates
-    from schemas.codec import to_body
-    from schemas.relay import Certificate
-
-    ca_private = bytes.fromhex(private["ca"]["signing"])
-    for wallet_id in devdata.WALLETS:
-        private[wallet_id]["users"] = {}
-    for i, acct in enumerate(devdata.WALLET_ACCOUNTS):
-        user_key = crypto.new_signing_key()
-        cert = certificates.issue(ca_private, Certificate(
-            serial=f"dev-{i + 1:04d}", user_id=acct.user_id, wallet_id=acct.wallet_id,
-            brand=acct.brand, public_key=crypto.signing_public(user_key),
-            not_after_ms=4_102_444_800_000))  # 2100-01-01: development certificates
-        salt, digest = crypto.hash_password(acct.password)
-        private[acct.wallet_id]["users"][acct.user_id] = {
-            "password_salt": salt.hex(), "password_hash": digest.hex(),
-            "brand": acct.brand, "pan": acct.pan, "expiry": acct.expiry,
-            "signing": user_key.hex(),
-            "certificate": {k: (v.hex() if isinstance(v, bytes) else v)
-                            for k, v in to_body(cert).items()},
-        }
-    private["relay"]["session_key"] = crypto.new_secret().hex()
-    private["relay"]["preset_wallet"] = dict(devdata.RELAY_PRESET_WALLET)
-    # The relay's HTTP users (a limited terminal logs in to the relay for the two-sided flow)
-    # and the demo passwords the terminal simulator types in.
-    private["terminal"]["wallet_passwords"] = {
-        f"{a.wallet_id}/{a.user_id}": a.password for a in devdata.WALLET_ACCOUNTS}
-    del sealing  # sealing keys for wallets/gateway/ca were made with the others

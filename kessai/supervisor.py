@@ -5,6 +5,10 @@ a growing pause if it keeps failing); Ctrl-C or SIGTERM stops workers (all at on
 takes as long as the slowest worker, not their sum), then the broker, and `up` exits 0. Each
 worker is told the supervisor's pid (:mod:`kessai.lifeline`) and ends itself if the supervisor
 dies without stopping it.
+
+The supervisor knows agents only by name and keys only through the generator it is handed:
+the CLI (:mod:`kessai.cli`) composes which agents run, with which worker flags, and which key
+set is made on first use.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +71,7 @@ class WorkerProc:
     restarts: int = 0
     next_start: float = 0.0
     started_at: float = field(default=0.0)
+    worker_args: tuple[str, ...] = ()  # after `kessai worker AGENT`, e.g. ("--sim",)
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,7 +80,7 @@ class WorkerProc:
         env = {**self.env, lifeline.ENV_VAR: str(os.getpid())}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "kessai.cli", "worker", self.agent],
+                [sys.executable, "-m", "kessai.cli", "worker", self.agent, *self.worker_args],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                 start_new_session=True)
         self.started_at = time.monotonic()
@@ -113,15 +119,16 @@ def demo_profile(settings: Settings) -> Settings:
     return settings.with_(**changes)
 
 
-def up(args: argparse.Namespace, settings: Settings) -> int:
-    from agents import AGENTS
-
-    names = list(AGENTS) if not args.agents else [a.strip() for a in args.agents.split(",")]
-    unknown = [n for n in names if n not in AGENTS]
+def up(args: argparse.Namespace, settings: Settings, *, agents: Sequence[str],
+       make_keys: keys.Generator, worker_args: Sequence[str] = ()) -> int:
+    """Run ``agents`` (names for `kessai worker`, each started with ``worker_args``) on the
+    embedded broker or ``--bootstrap``; ``make_keys`` creates the key set if there is none."""
+    names = list(agents) if not args.agents else [a.strip() for a in args.agents.split(",")]
+    unknown = [n for n in names if n not in agents]
     if unknown:
-        raise ConfigError(f"unknown agent(s) {', '.join(unknown)}; known: {', '.join(AGENTS)}")
+        raise ConfigError(f"unknown agent(s) {', '.join(unknown)}; known: {', '.join(agents)}")
     stop = _StopFlag()  # from here on, SIGTERM and Ctrl-C stop `up` through the finally below
-    if keys.ensure(settings.keys_dir):
+    if keys.ensure(settings.keys_dir, make_keys):
         say(f"created a development key set in {settings.keys_dir}")
     if args.demo:
         settings = demo_profile(settings)
@@ -148,7 +155,8 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
         for name in names:
             if stop.set:
                 break
-            w = WorkerProc(name, settings.data_dir / "logs" / f"{name}.log", env)
+            w = WorkerProc(name, settings.data_dir / "logs" / f"{name}.log", env,
+                           worker_args=tuple(worker_args))
             w.start()
             workers.append(w)
             assert w.proc is not None

@@ -1,10 +1,15 @@
-"""`kessai worker AGENT`: one agent type as its own worker process."""
+"""`kessai worker AGENT`: one agent type as its own worker process.
+
+The worker is handed the agent's module (the CLI picks it; the runtime imports no agent). An
+agent module declares itself (see :mod:`agents`): the identities it signs as (``ACTORS``) or
+the kind of actor it serves (``KIND``: every such actor of the key set), and ``register(ctx)``.
+"""
 
 from __future__ import annotations
 
-import importlib
 import logging
-from typing import Any
+from collections.abc import Iterable
+from types import ModuleType
 
 import faust
 
@@ -15,21 +20,23 @@ from kessai.runtime import AgentContext, make_app
 from kessai.settings import Settings
 
 
-def agent_module(name: str) -> Any:
-    from agents import AGENTS
+def identities(module: ModuleType, actors: Iterable[str]) -> list[str]:
+    """The identities a worker of ``module`` signs as, given the key set's ``actors``: its
+    ``ACTORS``, or every actor of its ``KIND`` (a shop server serves every shop, [0016])."""
+    kind = getattr(module, "KIND", None)
+    if kind is not None:
+        return keys.of_kind(actors, kind)
+    return list(module.ACTORS)
 
-    try:
-        return importlib.import_module(AGENTS[name])
-    except KeyError:
-        raise ConfigError(
-            f"unknown agent {name!r}; choose one of: {', '.join(sorted(AGENTS))}") from None
 
-
-def build(name: str, settings: Settings) -> AgentContext:
+def build(name: str, module: ModuleType, settings: Settings) -> AgentContext:
     """Load keys (refusing to start without them) and register the agent on a new app."""
-    module = agent_module(name)
     registry = keys.load_registry(settings.keys_dir)
-    actor_keys = {a: keys.load_actor(settings.keys_dir, a) for a in module.ACTORS}
+    hosted = identities(module, registry.signing)
+    if not hosted:
+        raise ConfigError(f"the key set in {settings.keys_dir} has no actor for the {name} "
+                          "worker to serve")
+    actor_keys = {a: keys.load_actor(settings.keys_dir, a) for a in hosted}
     (settings.data_dir / "faust" / name).parent.mkdir(parents=True, exist_ok=True)
     app = make_app(name, settings)
     ctx = AgentContext(name, app, settings, registry, actor_keys)
@@ -38,9 +45,9 @@ def build(name: str, settings: Settings) -> AgentContext:
     return ctx
 
 
-def run(name: str, settings: Settings, loglevel: str = "info") -> None:
+def run(name: str, module: ModuleType, settings: Settings, loglevel: str = "info") -> None:
     watch_supervisor()  # this process ends when the `kessai up` that started it is gone
-    ctx = build(name, settings)
+    ctx = build(name, module, settings)
     logging.getLogger("kessai").setLevel(loglevel.upper())
     worker = faust.Worker(ctx.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()

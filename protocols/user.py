@@ -2,10 +2,10 @@
 request, build the 2nd settlement request, check and relay the result. Whoever acts for the
 user — the terminal on the user's device, or the relay for a limited terminal — uses these.
 
-A wallet here is the record a user's device keeps (``kessai.keys.init``): ``auth``
-("signature" cl. 10, "channel" cl. 12, "password" cl. 13), ``password``, ``held`` (account held
-at the settlement server, cl. 15), ``signing`` (hex Ed25519 private key), ``result_mac`` (hex,
-cl. 11) and ``cards`` (alias → {pan, expiry}).
+A wallet here is the record a user's device keeps (``sim/devkeys.py`` writes the development
+ones): ``auth`` ("signature" cl. 10, "channel" cl. 12, "password" cl. 13), ``password``,
+``held`` (account held at the settlement server, cl. 15), ``signing`` (hex Ed25519 private
+key), ``result_mac`` (hex, cl. 11) and ``cards`` (alias → {pan, expiry}).
 
 Account information and passwords leave only sealed with HPKE to the settlement server, bound
 to the order's join key, so neither the shop nor anyone else on the bus can read them, and a

@@ -2,8 +2,9 @@
 directory, one worker process per agent), or one that already runs at ``--bootstrap``.
 
 Built from the same pieces as ``kessai up`` (:class:`kessai.broker.EmbeddedBroker`,
-:func:`topics.provision.create_all`, :class:`kessai.supervisor.WorkerProc`), without its
-supervision loop: a worker that dies during a bench is an error, not something to restart.
+:func:`topics.provision.create_all`, :class:`kessai.supervisor.WorkerProc`, the development
+key set and the simulator's agent variants, ``--sim``), without its supervision loop: a
+worker that dies during a bench is an error, not something to restart.
 """
 
 from __future__ import annotations
@@ -24,26 +25,16 @@ from kessai.broker import EmbeddedBroker, free_port, wait_reachable
 from kessai.errors import ConfigError, KessaiError
 from kessai.settings import Settings
 from kessai.supervisor import WorkerProc
-from sim import cpu
+from sim import cpu, devkeys
 
 BENCH_LIMIT_MINOR = 10**15  # the bench's own cards never hit a credit limit
+SIM_WORKER_ARGS = ("--sim",)  # the development system's agents, as `kessai up` runs them
 
 
 class BenchError(KessaiError):
     """The bench could not bring up or keep the system it measures."""
 
     code = "bench"
-
-
-def dev_key_generator() -> Callable[[Path], object]:
-    """What writes a development key set: ``sim.devkeys.init`` (where the simulator keeps the
-    development world), else ``kessai.keys.init`` (where it lived before)."""
-    try:
-        from sim import devkeys  # type: ignore[attr-defined]
-
-        return devkeys.init  # type: ignore[no-any-return]
-    except (ImportError, AttributeError):
-        return keys.init  # type: ignore[attr-defined,no-any-return]
 
 
 def unlimited_cards(keys_dir: Path) -> None:
@@ -133,7 +124,7 @@ def start_own(settings: Settings, agents: list[str], *, keep: bool = False,
     tmp = Path(tempfile.mkdtemp(prefix="kessai-bench-"))
     system = System(settings, own=True, tmp=tmp, keep=keep)
     try:
-        dev_key_generator()(tmp / "keys")
+        devkeys.init(tmp / "keys")
         unlimited_cards(tmp / "keys")
         broker = EmbeddedBroker(free_port(), log_path=tmp / "broker.log")
         system.broker = broker
@@ -150,7 +141,8 @@ def start_own(settings: Settings, agents: list[str], *, keep: bool = False,
                # Own HTTP ports: a `kessai up` on this machine keeps its defaults.
                "KESSAI_SHOP_HTTP_PORT": str(free_port()), "KESSAI_RELAY_PORT": str(free_port())}
         for name in agents:
-            w = WorkerProc(name, settings.data_dir / "logs" / f"{name}.log", env)
+            w = WorkerProc(name, settings.data_dir / "logs" / f"{name}.log", env,
+                           worker_args=SIM_WORKER_ARGS)
             w.start()
             system.workers.append(w)
         _wait_ready(system, ready_timeout_s)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from kessai import keys
 from kessai.broker import EmbeddedBroker
 from kessai.settings import Settings
+from sim import devkeys
 from topics.provision import Report, create_all
 
 DOCKER_PING_TIMEOUT_S = 2
@@ -56,7 +56,7 @@ def broker() -> Iterator[str]:
 def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A development key set made for this session."""
     directory = tmp_path_factory.mktemp("keys")
-    keys.init(directory)
+    devkeys.init(directory)
     return directory
 
 

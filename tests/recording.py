@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from kessai import envelope, keys
@@ -16,6 +17,7 @@ from kessai.clock import Clock, FakeClock
 from kessai.keys import ActorKeys, Registry
 from kessai.runtime import AgentContext, Inbound, make_app
 from kessai.settings import Settings
+from kessai.worker import identities
 
 CLOCK = FakeClock()
 _offsets = itertools.count(1)
@@ -50,6 +52,11 @@ class Rec(AgentContext):
         out = [s for s in self.sent if topic is None or s.topic == topic]
         self.sent = [s for s in self.sent if s not in out]
         return out
+
+
+def hosted(module: ModuleType, keydir: Path) -> list[str]:
+    """The identities a worker of the agent ``module`` hosts in the key set at ``keydir``."""
+    return identities(module, keys.load_registry(keydir).signing)
 
 
 def context(keydir: Path, tmp_path: Path, name: str, actors: list[str],

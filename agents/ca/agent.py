@@ -33,7 +33,7 @@ import msgpack
 
 from agents.ca import contents, rules
 from agents.ca.store import CAStore
-from kessai import authenticators, certificates, crypto, devdata
+from kessai import authenticators, certificates, crypto
 from kessai.errors import ConfigError, SealError
 from kessai.runtime import AgentContext, Inbound
 from protocols.sealed import ca_card_context, unpack_registration, wallet_enrol_context
@@ -46,7 +46,6 @@ ACTORS = ["ca"]
 REGISTRATIONS = "kessai.ca.registrations"
 CA_CONTENTS = "kessai.relay.ca-contents"
 STORE_FILE = "ca.sqlite"
-WALLETS = frozenset(devdata.WALLETS)
 VALIDITY_MS = 2 * 365 * 24 * 3600 * 1000  # two years ([I]: the patent names no lifetime)
 UNKNOWN_WALLET = "unknown_wallet"
 UNREADABLE_CARD = "unreadable_card"
@@ -78,7 +77,7 @@ class CA:
 
         # 1.–2. Open and check the card.
         wallet = self.ctx.registry.sealing.get(reg.wallet_id)
-        if reg.wallet_id not in WALLETS or wallet is None:
+        if reg.wallet_id not in self.ctx.registry.actors_of("wallet") or wallet is None:
             await self._reject(reg, UNKNOWN_WALLET)
             return
         try:

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 import msgpack
 
 from agents.gateway.routing import GatewayPolicy, settlement_host
-from kessai import authenticators, certificates, crypto, devdata, envelope
+from kessai import authenticators, certificates, crypto, envelope
 from kessai.errors import BadSignature, IntegrityError, KessaiError
+from kessai.handlers import actor_kind
 from kessai.keys import Registry
 from kessai.money import Money
 from schemas.relay import ForwardedPaymentRequest, PaymentInformation, SetPaymentRequest
 
-WALLETS = frozenset(devdata.WALLETS)
 NO_AMOUNT = Money(0, "XXX")  # ISO 4217 "no currency": the amount is not known
 
 BAD_PAYMENT_INFORMATION = "bad_payment_information"
@@ -68,7 +68,10 @@ def admit(forwarded: ForwardedPaymentRequest, registry: Registry
     request = opened.message
     if not isinstance(request, SetPaymentRequest):
         raise NotARequest(f"forwarded {opened.envelope.type} is not a payment request")
-    if opened.envelope.sender not in WALLETS or opened.envelope.sender != request.wallet_id:
+    # Verified against the registry above: a sender of kind "wallet" is a wallet server of
+    # the key set.
+    if actor_kind(opened.envelope.sender) != "wallet" \
+            or opened.envelope.sender != request.wallet_id:
         raise NotARequest(f"payment request for {request.wallet_id} signed by "
                           f"{opened.envelope.sender}")
     if request.txn_id != forwarded.txn_id:

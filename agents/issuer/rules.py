@@ -57,7 +57,7 @@ class Account:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Account:
-        """From the issuer's key-set record ``{pan, expiry, limit, currency}`` (keys.init)."""
+        """From the issuer's key-set record ``{pan, expiry, limit, currency}`` (sim/devkeys.py)."""
         return cls(str(record["pan"]), str(record["expiry"]), record["limit"],
                    str(record["currency"]))
 

@@ -27,7 +27,7 @@ from agents.relay.pages import Action, Input
 from agents.relay.profiles import Profile
 from agents.relay.store import RelaySession
 from agents.relay.templates import MissingItem, extract
-from kessai import crypto, devdata
+from kessai import crypto
 from kessai.runtime import Inbound
 from protocols.sealed import ca_card_context, pack_registration
 from schemas.relay import AuthenticationInformation, CAContents, CARegistration
@@ -54,7 +54,7 @@ def enrol_action(wallets: list[str]) -> Action:
 @dataclass
 class Enrolment(RelayCore):
     def wallets(self) -> list[str]:
-        return [w for w in devdata.WALLETS if w in self.ctx.registry.sealing]
+        return [w for w in self.ctx.registry.actors_of("wallet") if w in self.ctx.registry.sealing]
 
     # 1. the registration form.
     async def form(self, prof: Profile) -> View:

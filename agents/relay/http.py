@@ -38,7 +38,7 @@ from agents.relay.profiles import UnknownProfile
 from agents.relay.setwallet import Relay
 from agents.relay.store import RelaySession
 from agents.relay.twosided import TwoSided
-from kessai import devdata, http
+from kessai import http
 from kessai.runtime import AgentContext
 from schemas.relay import TerminalTraffic
 
@@ -143,7 +143,7 @@ class Front:
             except UnknownProfile as exc:
                 return await self.relay.refuse_profile(exc, "/pay")
             shop_id = values.get("shop", "")
-            if shop_id not in devdata.SHOPS:
+            if shop_id not in self.ctx.registry.actors_of("shop"):
                 await self.ctx.audit("unknown-shop", "relay:/pay",
                                      f"final-payment press for shop {shop_id[:32]!r}")
                 raise Refused(self.relay.error_view(prof, "The relay does not know that "

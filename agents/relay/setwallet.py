@@ -37,7 +37,7 @@ from agents.relay.pages import Action, Input, wallet_selection_page
 from agents.relay.profiles import Profile
 from agents.relay.store import RelaySession
 from agents.relay.templates import MissingItem, extract
-from kessai import crypto, devdata
+from kessai import crypto
 from kessai.runtime import Inbound
 from protocols.sealed import wallet_password_context
 from schemas.relay import (
@@ -101,7 +101,7 @@ class Relay(RelayCore):
         return self.presets
 
     def known_wallets(self) -> list[str]:
-        return [w for w in devdata.WALLETS if w in self.ctx.registry.sealing]
+        return [w for w in self.ctx.registry.actors_of("wallet") if w in self.ctx.registry.sealing]
 
     # 1. ③④ the final-payment button: the procedure request, redirected to the shop.
     async def pay(self, prof: Profile, shop_id: str, cart_id: str, user_id: str,

@@ -36,7 +36,7 @@ from agents.relay.pages import Action, Input
 from agents.relay.profiles import Profile
 from agents.relay.store import RelaySession
 from agents.relay.templates import MissingItem
-from kessai import devdata, envelope
+from kessai import envelope
 from kessai.authenticators import join_key
 from kessai.runtime import Inbound
 from protocols.contents import tagged_payment_information
@@ -100,14 +100,14 @@ class TwoSided(RelayCore):
     # 1. M1: the order, placed for the terminal.
     async def pay(self, prof: Profile, shop_id: str, user_id: str, raw_items: str,
                   started_ms: int) -> View:
-        try:
-            user = devdata.user(user_id)
-        except KeyError:
+        # How each user authenticates is the relay's configuration (its key file's "users").
+        user = self.ctx.actor_keys("relay").secrets.get("users", {}).get(user_id)
+        if user is None:
             await self.ctx.audit("unknown-user", f"relay:{shop_id}",
                                  f"two-sided payment for unknown user {user_id!r}")
             raise Refused(self.error_view(prof, "The relay does not know that user.",
-                                          status=400)) from None
-        if user.auth == "signature":
+                                          status=400))
+        if user["auth"] == "signature":
             await self.ctx.audit("unsupported-auth", f"relay:{shop_id}",
                                  f"user {user_id} signs with a device key the relay lacks")
             raise Refused(self.error_view(
@@ -118,7 +118,8 @@ class TwoSided(RelayCore):
         except flow.FormError as exc:
             raise Refused(self.error_view(prof, str(exc), status=400)) from None
         session = await self.new_session("two-sided", prof, shop_id=shop_id, user_id=user_id,
-                                         extra={"auth": user.auth, "held": user.held,
+                                         extra={"auth": user["auth"],
+                                                "held": bool(user.get("held", False)),
                                                 "items": items})
         await self.ctx.emit(ORDER_REQUESTS, OrderRequest(
             session=session.sid, user_id=user_id, shop_id=shop_id, items=items,

@@ -2,5 +2,7 @@
 payment-processing request to the user's device, and the verified settlement result.
 
 ``agent`` is the worker (faust shell); ``pricing``, ``scenario`` and ``results`` are pure;
-``orders`` is the shop's order DB ([0024]).
+``orders`` is the shop's order DB ([0024]); ``catalogue`` reads what each shop sells from its
+key file; ``statement`` is what the 1st request states (honest here; the simulator's
+``sim/shop.py`` injects a dishonest one for demonstrations).
 """

@@ -2,10 +2,13 @@
 
 Protocol, top to bottom:
 
-1. A1–A2   an order request (M1) arrives from a terminal or relay; the shop prices it and
-           assigns the order id, derived from the request's message id (redelivery-safe).
+1. A1–A2   an order request (M1) arrives from a terminal or relay; the shop prices it against
+           its catalogue (its key file's) and assigns the order id, derived from the
+           request's message id (redelivery-safe).
 2. A3      the 1st settlement request (M2) → ``kessai.settlement.first``: order id, content or
-           its hash, amount, result route. Never any account information.
+           its hash, amount, result route. Never any account information. What it states is
+           the priced order (``statement``: honest here; the simulator injects a dishonest
+           shop for demonstrations, ``sim/shop.py``).
    [0027]  settlement-assigned ids (spec R3): the 1st request goes without an order id, and
            nothing more happens until the acceptance (M3) names the id.
 3. A7      the payment-processing request (M4) → ``kessai.wakeups``, for the user's device to
@@ -26,15 +29,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agents.shop import carrier, inquiries, pricing, procedure
+from agents.shop import catalogue as catalogues
 from agents.shop import http as shop_http
+from agents.shop.catalogue import Catalogue
 from agents.shop.inquiries import PollPolicy
 from agents.shop.orders import AWAITING_PAYMENT, PENDING_ACK, Order, OrderDB
 from agents.shop.results import RESULT_REJECTED, Verdict, judge_answer, judge_result
 from agents.shop.scenario import Scenario
-from kessai import canonical, devdata
+from agents.shop.statement import HONEST, Statement
+from kessai import canonical
 from kessai.authenticators import join_key
 from kessai.errors import KessaiError
 from kessai.money import Money
@@ -54,7 +60,7 @@ from schemas.v1 import (
 
 log = logging.getLogger("kessai.shop")
 
-ACTORS: list[str] = list(devdata.SHOPS)  # one shop server may serve several shops ([0016])
+KIND = "shop"  # one shop server serves every shop of the key set ([0016])
 
 ORDER_REQUESTS = "kessai.order-requests"
 FIRST = "kessai.settlement.first"
@@ -77,6 +83,11 @@ class Shop:
     ctx: AgentContext
     db: OrderDB
     poll: PollPolicy
+    statement: Statement = HONEST
+    catalogues: dict[str, Catalogue] = field(default_factory=dict)  # default: the key files'
+
+    def __post_init__(self) -> None:
+        self.catalogues = self.catalogues or catalogues.of_shops(self.ctx.keys)
 
     # 1. A1–A2: order request in, priced, order id assigned.
     async def on_order_request(self, inbound: Inbound) -> None:
@@ -92,15 +103,15 @@ class Shop:
         source_id = inbound.opened.envelope.id
         try:
             scenario = Scenario.parse(req.scenario, self.ctx.settings.default_result_mode)
-            content = pricing.price(req.items, devdata.Catalogue().items)
+            content = pricing.price(req.items, self.catalogues[req.shop_id])
+            # What the 1st request states: the content, unless a simulator made this shop lie.
+            stated = self.statement.first_request(content, req)
         except pricing.OrderRejected as exc:
             ref = pricing.order_id_for(source_id)
             log.info("shop %s rejects order %s: %s", req.shop_id, ref, exc)
             await self._status(req.shop_id, ref, req.session, "NOT_PAID", "REJECTED", str(exc))
             return
 
-        # What the 1st request states: the content, unless the demo asks for a dishonest shop.
-        stated = pricing.overstated(content, scenario.overstate_by)
         now = self.ctx.clock.now_ms()
         # The result inquiry deadline (emb. 3), from the payment request; with a settlement-
         # assigned id the payment request waits for the acceptance, and so does the deadline.
@@ -298,12 +309,13 @@ class Shop:
 Handler = Callable[[Inbound], Awaitable[None]]
 
 
-def register(ctx: AgentContext) -> None:
-    """Declare the shop's consumers and its result-inquiry timer."""
+def register(ctx: AgentContext, statement: Statement = HONEST) -> None:
+    """Declare the shop's consumers and its result-inquiry timer. ``statement`` is what the
+    1st request states (honest; a simulator may pass a dishonest one)."""
     s = ctx.settings
     # VIA_TERMINAL inquiries go on as long as the settlement history can answer.
     shop = Shop(ctx, OrderDB(s.data_dir / "shop.sqlite"),
-                PollPolicy.from_env(give_up_ms=s.t_first_ms + s.t_history_ms))
+                PollPolicy.from_env(give_up_ms=s.t_first_ms + s.t_history_ms), statement)
     consume(ctx, "shop-order-requests", ORDER_REQUESTS, shop.on_order_request)
     consume(ctx, "shop-first-acks", FIRST_ACKS, shop.on_first_accepted)
     consume(ctx, "shop-payment-results", RESULTS, shop.on_payment_result)
@@ -322,7 +334,7 @@ def register(ctx: AgentContext) -> None:
         await shop.db.close()
 
     # Seeds 000/001: the payment processing section (④→⑤) and the HTTP front (①②).
-    carts = procedure.register(ctx, shop.db, consume)
+    carts = procedure.register(ctx, shop.db, consume, shop.catalogues)
     carrier.register(ctx, consume, shop.db)  # ⑪ wallet → gateway, ⑫ gateway → wallet
-    shop_http.register(ctx, carts)
+    shop_http.register(ctx, carts, shop.catalogues)
 

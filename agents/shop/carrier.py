@@ -23,8 +23,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from agents.shop.orders import OrderDB
-from kessai import devdata, envelope
+from kessai import envelope
 from kessai.authenticators import join_key
+from kessai.handlers import actor_kind
 from kessai.runtime import AgentContext, Inbound
 from schemas.relay import (
     ApprovalResponse,
@@ -41,7 +42,6 @@ GATEWAY_REQUESTS = "kessai.gateway.payment-requests"
 APPROVALS = "kessai.shop.approvals"
 WALLET_INBOX = "kessai.wallet.inbox"
 ORDER_STATUS = "kessai.order-status"
-WALLETS = frozenset(devdata.WALLETS)
 GATEWAY = "gateway"
 
 
@@ -53,7 +53,7 @@ class Carrier:
     # 1. ⑪ wallet → shop → gateway.
     async def on_payment_request(self, inbound: Inbound) -> None:
         req = inbound.message
-        if not isinstance(req, SetPaymentRequest) or inbound.sender not in WALLETS \
+        if not isinstance(req, SetPaymentRequest) or actor_kind(inbound.sender) != "wallet" \
                 or inbound.sender != req.wallet_id:
             await self.ctx.audit("unexpected-sender", _txn(inbound),
                                  f"{inbound.opened.envelope.type} from {inbound.sender!r} "

@@ -23,7 +23,8 @@ from aiohttp import web
 
 from agents.shop import pricing
 from agents.shop.carts import CartDB, added, new_cart_id
-from kessai import devdata, http
+from agents.shop.catalogue import Catalogue
+from kessai import http
 from kessai.errors import ConfigError
 from kessai.money import Money
 from kessai.runtime import AgentContext
@@ -135,6 +136,7 @@ class ShopFront:
     ctx: AgentContext
     carts: CartDB
     config: FrontConfig
+    catalogues: Mapping[str, Catalogue]
 
     def _shop(self, request: web.Request) -> str:
         shop_id = request.match_info["shop"]
@@ -152,7 +154,7 @@ class ShopFront:
 
     async def products(self, request: web.Request) -> web.Response:
         shop_id = self._shop(request)
-        return _html(catalogue_page(shop_id, devdata.Catalogue().items,
+        return _html(catalogue_page(shop_id, self.catalogues[shop_id],
                                     request.query.get("cart", ""),
                                     self._profile(request.query)))
 
@@ -162,7 +164,7 @@ class ShopFront:
         values = {k: str(v) for k, v in form.items()}
         profile = self._profile(values)
         code = values.get("product", "")
-        if code not in devdata.Catalogue().items:
+        if code not in self.catalogues[shop_id]:
             raise _page(400, error_page("unknown product"))
         qty = values.get("qty", "1").strip()
         cart_id = values.get("cart", "")
@@ -187,7 +189,7 @@ class ShopFront:
         if not items:
             raise _page(404, error_page("no such cart; start again from the products"))
         try:
-            return pricing.price(items, devdata.Catalogue().items)
+            return pricing.price(items, self.catalogues[shop_id])
         except pricing.OrderRejected as exc:
             raise _page(400, error_page(str(exc))) from None
 
@@ -225,8 +227,8 @@ def _page(status: int, body: str) -> web.HTTPException:
     return cls(text=body, content_type="text/html")
 
 
-def register(ctx: AgentContext, carts: CartDB) -> None:
+def register(ctx: AgentContext, carts: CartDB, catalogues: Mapping[str, Catalogue]) -> None:
     """Serve the shop's HTTP front from the shop worker; stop it (and the carts) on shutdown."""
     config = FrontConfig.from_env()
-    front = ShopFront(ctx, carts, config)
+    front = ShopFront(ctx, carts, config, catalogues)
     http.serve(ctx, front.app(), config.host, config.port, "shop HTTP front", carts.close)

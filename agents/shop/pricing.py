@@ -8,7 +8,6 @@ names the same order and never opens a second one.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -52,15 +51,6 @@ def price(items: Sequence[Any], catalogue: Mapping[str, tuple[str, int]],
     subtotal = sum(line.unit_price * line.quantity for line in lines)
     tax = subtotal * TAX_PERCENT // 100
     return OrderContent(lines, currency, tax, subtotal + tax)
-
-
-def overstated(content: OrderContent, by: int) -> OrderContent:
-    """The content a dishonest shop tells the settlement server: the total raised by ``by``.
-
-    Used to show spec R33: the 2nd request carries what the user was shown, so the two-sided
-    collation catches the difference.
-    """
-    return dataclasses.replace(content, total=content.total + by)
 
 
 def order_id_for(message_id: str, attempt: int = 0) -> str:

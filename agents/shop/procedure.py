@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from agents.shop import pricing
+from agents.shop import catalogue, pricing
 from agents.shop.carts import CartDB
+from agents.shop.catalogue import Catalogue
 from agents.shop.orders import AWAITING_PAYMENT, Order, OrderDB
-from kessai import devdata
 from kessai.authenticators import join_key
 from kessai.errors import ConfigError, KessaiError
 from kessai.runtime import AgentContext, Inbound
@@ -36,21 +36,20 @@ log = logging.getLogger("kessai.shop")
 PROCEDURE_REQUESTS = "kessai.relay.procedure-requests"
 PAYMENT_INFORMATION = "kessai.relay.payment-information"
 ORDER_STATUS = "kessai.order-status"
-DEFAULT_WALLETS: tuple[str, ...] = ("wallet-a", "wallet-b")
 MAX_ID_ATTEMPTS = 8
 
 
-def designated_wallets(raw: str, shops: tuple[str, ...] = devdata.SHOPS,
-                       known: tuple[str, ...] = devdata.WALLETS) -> dict[str, list[str]]:
-    """The wallet servers each shop designates ([d:302]), from ``KESSAI_SHOP_WALLETS``.
+def designated_wallets(raw: str, shops: Sequence[str], known: Sequence[str]
+                       ) -> dict[str, list[str]]:
+    """The wallet servers each of ``shops`` designates ([d:302]), from ``KESSAI_SHOP_WALLETS``.
 
-    Format ``shop-1=wallet-a,wallet-b;shop-2=wallet-a``; a shop not named designates
-    ``wallet-a`` and ``wallet-b``.
+    Format ``shop-1=wallet-a,wallet-b;shop-2=wallet-a``; a shop not named designates every
+    wallet server ``known`` (the key set's).
 
     Raises:
         ConfigError: a malformed entry, or a wallet server that does not exist.
     """
-    out = {shop: list(DEFAULT_WALLETS) for shop in shops}
+    out = {shop: list(known) for shop in shops}
     for entry in filter(None, (e.strip() for e in raw.split(";"))):
         shop, sep, wallets = entry.partition("=")
         names = [w.strip() for w in wallets.split(",") if w.strip()]
@@ -70,7 +69,11 @@ class PaymentProcessing:
     ctx: AgentContext
     orders: OrderDB
     carts: CartDB
-    wallets: dict[str, list[str]] = field(default_factory=dict)
+    wallets: dict[str, list[str]] = field(default_factory=dict)  # a shop not named: every one
+    catalogues: Mapping[str, Catalogue] = field(default_factory=dict)  # default: key files'
+
+    def __post_init__(self) -> None:
+        self.catalogues = self.catalogues or catalogue.of_shops(self.ctx.keys)
 
     # 1. ④ the procedure request, redirected by the relay.
     async def on_procedure_request(self, inbound: Inbound) -> None:
@@ -95,7 +98,7 @@ class PaymentProcessing:
         try:
             if items is None:
                 raise pricing.OrderRejected("the shop has no such cart")
-            content = pricing.price(items, devdata.Catalogue().items)
+            content = pricing.price(items, self.catalogues[req.shop_id])
         except pricing.OrderRejected as exc:
             log.info("shop %s rejects procedure %s: %s", req.shop_id, req.txn_id, exc)
             await self.ctx.emit(ORDER_STATUS, OrderStatus(
@@ -108,7 +111,8 @@ class PaymentProcessing:
         info = PaymentInformation(
             txn_id=req.txn_id, shop_id=req.shop_id, order_id=order.order_id,
             content=order.content, amount=order.content.amount,
-            usable_wallets=list(self.wallets.get(req.shop_id, DEFAULT_WALLETS)))
+            usable_wallets=list(self.wallets.get(req.shop_id)
+                                or self.ctx.registry.actors_of("wallet")))
         await self.ctx.emit(PAYMENT_INFORMATION, info, req.txn_id, sender=req.shop_id)
         await self.ctx.emit(ORDER_STATUS, OrderStatus(
             req.shop_id, order.order_id, req.txn_id, AWAITING_PAYMENT),
@@ -133,10 +137,12 @@ class PaymentProcessing:
 Consume = Callable[[AgentContext, str, str, Callable[[Inbound], Awaitable[None]]], None]
 
 
-def register(ctx: AgentContext, orders: OrderDB, consume: Consume) -> CartDB:
+def register(ctx: AgentContext, orders: OrderDB, consume: Consume,
+             catalogues: Mapping[str, Catalogue]) -> CartDB:
     """Attach the payment processing section; returns the cart DB the HTTP front fills."""
     carts = CartDB(ctx.settings.data_dir / "shop.sqlite")
-    section = PaymentProcessing(ctx, orders, carts,
-                                designated_wallets(os.environ.get("KESSAI_SHOP_WALLETS", "")))
+    wallets = designated_wallets(os.environ.get("KESSAI_SHOP_WALLETS", ""), list(ctx.keys),
+                                 ctx.registry.actors_of("wallet"))
+    section = PaymentProcessing(ctx, orders, carts, wallets, catalogues)
     consume(ctx, "shop-procedure-requests", PROCEDURE_REQUESTS, section.on_procedure_request)
     return carts

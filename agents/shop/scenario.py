@@ -1,8 +1,9 @@
-"""How the shop runs one order: the scenario knobs an order request may carry.
+"""How the shop runs one order: the protocol choices an order request may carry.
 
 Seed 003 leaves these choices to the implementation or to the embodiment: the result route
-(cl. 4/5/6, spec R27), who assigns the order id (A2 or [0027], R3), content or its hash in the
-1st request ([0025], R14), and — for demonstrations only — a dishonest shop (R33).
+(cl. 4/5/6, spec R27), who assigns the order id (A2 or [0027], R3), and content or its hash in
+the 1st request ([0025], R14). Keys the shop does not know are not its business and are
+ignored (a dishonest shop for demonstrations, R33, is the simulator's: ``sim/shop.py``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from schemas.v1 import ResultMode
 
 RESULT_MODES: tuple[str, ...] = typing.get_args(ResultMode)
 ID_MODES = ("shop", "settlement")
-SHOP_TAMPERS = ("none", "amount")
-OVERSTATEMENT = 100  # minor units a dishonest shop adds to the 1st request
 
 
 @dataclass(frozen=True)
@@ -26,7 +25,6 @@ class Scenario:
     result_mode: str
     shop_assigns_id: bool = True
     send_hash: bool = False
-    overstate_by: int = 0
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any], default_mode: str) -> Scenario:
@@ -44,8 +42,4 @@ class Scenario:
         send_hash = raw.get("hash", False)
         if not isinstance(send_hash, bool):
             raise OrderRejected("hash must be true or false")
-        tamper = raw.get("shop_tamper") or "none"
-        if tamper not in SHOP_TAMPERS:
-            raise OrderRejected(f"shop_tamper must be one of {SHOP_TAMPERS}, got {tamper!r}")
-        return cls(result_mode=mode, shop_assigns_id=id_mode == "shop", send_hash=send_hash,
-                   overstate_by=OVERSTATEMENT if tamper == "amount" else 0)
+        return cls(result_mode=mode, shop_assigns_id=id_mode == "shop", send_hash=send_hash)

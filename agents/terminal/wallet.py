@@ -1,10 +1,10 @@
 """The user's side of seed 003, without I/O: check the payment request, build the 2nd
 settlement request, check and relay the result. Shared by the terminal and (later) the relay.
 
-A wallet is the record the key set keeps for a user's device (``kessai.keys.init``): ``auth``
-("signature" cl. 10, "channel" cl. 12, "password" cl. 13), ``password``, ``held`` (account held
-at the settlement server, cl. 15), ``signing`` (hex Ed25519 private key), ``result_mac`` (hex,
-cl. 11) and ``cards`` (alias → {pan, expiry}).
+A wallet is the record the key set keeps for a user's device (``sim/devkeys.py`` writes the
+development ones): ``auth`` ("signature" cl. 10, "channel" cl. 12, "password" cl. 13),
+``password``, ``held`` (account held at the settlement server, cl. 15), ``signing`` (hex
+Ed25519 private key), ``result_mac`` (hex, cl. 11) and ``cards`` (alias → {pan, expiry}).
 
 Account information and passwords leave the device only sealed with HPKE to the settlement
 server, bound to the order's join key, so neither the shop nor anyone else on the bus can read

@@ -42,7 +42,7 @@ from agents.wallet.checks import Refused
 from agents.wallet.request import payment_request
 from agents.wallet.sessions import Session
 from agents.wallet.store import WalletStore, seed_from_secrets
-from kessai import crypto, devdata, envelope
+from kessai import crypto, envelope
 from kessai.errors import ConfigError, SealError
 from kessai.runtime import AgentContext, Handler, Inbound
 from protocols.sealed import wallet_password_context
@@ -62,7 +62,7 @@ from schemas.relay import (
 
 log = logging.getLogger("kessai.wallet")
 
-ACTORS: list[str] = list(devdata.WALLETS)  # one worker may host several wallet servers
+KIND = "wallet"  # one worker hosts every wallet server of the key set
 
 INBOX = "kessai.wallet.inbox"
 CONTENTS = "kessai.relay.wallet-contents"
@@ -348,9 +348,7 @@ def register(ctx: AgentContext) -> None:
     """Declare the inbox handlers; the store opens (and seeds the personal wallets) on use
     and closes when the worker stops."""
     seed = []
-    for wallet_id in ACTORS:
-        if wallet_id not in ctx.keys:
-            continue
+    for wallet_id in ctx.keys:
         if ctx.actor_keys(wallet_id).seal_private is None:
             raise ConfigError(f"{wallet_id} has no sealing key; recreate the key set with "
                               f"'kessai keys init --force {ctx.settings.keys_dir}'")

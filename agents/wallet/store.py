@@ -90,7 +90,8 @@ class Card:
 
 
 def certificate_from_record(record: Mapping[str, Any]) -> Certificate:
-    """A certificate from the key file's form (its bytes fields hex-encoded, keys.init)."""
+    """A certificate from the key file's form (its bytes fields hex-encoded, as written by
+    sim/devkeys.py)."""
     binary = {f.name for f in dataclasses.fields(Certificate) if f.type in (bytes, "bytes")}
     return from_body(Certificate, {k: bytes.fromhex(v) if k in binary else v
                                    for k, v in record.items()})

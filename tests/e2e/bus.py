@@ -11,9 +11,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from kessai import envelope, keys
 from kessai.clock import SystemClock
-from kessai.journey import Purchase, drive, new_session
 from kessai.settings import Settings
 from schemas.v1 import PurchaseCommand
+from sim.journey import Purchase, drive, new_session
 
 
 def purchase(user: str = "alice", items: list[list[Any]] | None = None, shop: str = "shop-1",

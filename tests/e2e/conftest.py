@@ -1,4 +1,5 @@
-"""A running kessai: every agent as its own worker process on the session broker.
+"""A running kessai: every agent as its own worker process on the session broker, as
+`kessai up` runs them (``--sim``: the simulator's shop, which overcharges when a test asks).
 
 Lifetimes are short so expiry can be observed, and long enough that a worker restart fits
 inside them.
@@ -82,7 +83,8 @@ def system(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
     relay_port, shop_port = free_port(), free_port()
     env = {**os.environ, **s.child_env(), "KESSAI_SHOP_POLL_MS": "1000",
            "KESSAI_RELAY_PORT": str(relay_port), "KESSAI_SHOP_HTTP_PORT": str(shop_port)}
-    workers = {name: WorkerProc(name, s.data_dir / "logs" / f"{name}.log", env)
+    workers = {name: WorkerProc(name, s.data_dir / "logs" / f"{name}.log", env,
+                                worker_args=("--sim",))
                for name in AGENTS}
     for w in workers.values():
         w.start()

@@ -32,6 +32,7 @@ from schemas.v1 import (
     OrderContent,
     OrderRequest,
 )
+from sim import devkeys
 from tests.e2e.bus import purchase, read_all, run, wait_for
 from tests.e2e.conftest import System
 from topics.catalogue import by_name
@@ -95,7 +96,7 @@ def flipped_signature_byte(s: Settings, topic: str, tmp: Path) -> Bad:
 def foreign_key_as_unknown_actor(s: Settings, topic: str, tmp: Path) -> Bad:
     """Signed with a key of another key set, by an actor the registry does not know."""
     foreign = tmp / "foreign-keys"
-    keys.init(foreign)
+    devkeys.init(foreign)
     impostor = replace(keys.load_actor(foreign, SHOP), actor="mallory")
     msg, key = _valid_message(topic)
     return Bad(key, [envelope.encode(envelope.seal_envelope(msg, key, impostor, SystemClock()))])
@@ -104,7 +105,7 @@ def foreign_key_as_unknown_actor(s: Settings, topic: str, tmp: Path) -> Bad:
 def foreign_key_as_known_actor(s: Settings, topic: str, tmp: Path) -> Bad:
     """Signed as "shop-1" with the "shop-1" key of another key set: not the registered key."""
     foreign = tmp / "foreign-keys"
-    keys.init(foreign)
+    devkeys.init(foreign)
     msg, key = _valid_message(topic)
     impostor = keys.load_actor(foreign, SHOP)
     return Bad(key, [envelope.encode(envelope.seal_envelope(msg, key, impostor, SystemClock()))])

@@ -25,9 +25,9 @@ from kessai import envelope, keys
 from kessai.authenticators import join_key
 from kessai.clock import SystemClock
 from kessai.errors import KessaiError
-from kessai.journey import new_session
 from kessai.settings import Settings
 from schemas.v1 import OrderStatus, PaymentResult, PurchaseCommand, SecondRequest
+from sim.journey import new_session
 from tests.e2e.bus import read_all
 from tests.e2e.conftest import System
 

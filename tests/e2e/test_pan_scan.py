@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from kessai import devdata
+from sim import devdata
 from tests.e2e.bus import purchase, read_all, run
 from tests.e2e.conftest import System
 from topics.catalogue import CATALOGUE

@@ -1,7 +1,7 @@
 """Seeds 000/001 end to end: limited terminals pay through the relay over HTTP, every agent a
 real worker process on the session broker (the relay's flows of docs/relay.md).
 
-The terminals are simulated browsers (``kessai.phone``): they keep no cookies, read the pages
+The terminals are simulated browsers (``sim.phone``): they keep no cookies, read the pages
 the relay converted for their profile and press the buttons on them.
 """
 
@@ -20,8 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from kessai import devdata, envelope
-from kessai.phone import Phone, Screen
+from kessai import envelope
 from schemas.relay import (
     CARegistration,
     PaymentInformation,
@@ -30,6 +29,8 @@ from schemas.relay import (
     WalletPaymentInformation,
 )
 from schemas.v1 import AuditEvent, OrderStatus, PaymentResult
+from sim import devdata
+from sim.phone import Phone, Screen
 from tests.e2e.bus import read_all, relay_up, wait_for
 from tests.e2e.conftest import System
 from tests.e2e.test_pan_scan import pans_in

@@ -19,7 +19,7 @@ import pytest
 
 from agents import AGENTS
 from kessai.broker import free_port, port_open
-from kessai.journey import demo_purchases
+from sim.journey import demo_purchases
 
 pytestmark = [pytest.mark.e2e]
 

@@ -17,6 +17,7 @@ from kessai import authenticators, envelope, keys
 from kessai.clock import FakeClock
 from kessai.runtime import AgentContext, Inbound, make_app
 from kessai.settings import Settings
+from kessai.worker import identities
 from schemas.v1 import (
     FirstAccepted,
     InquiryAnswer,
@@ -24,6 +25,8 @@ from schemas.v1 import (
     PaymentResult,
     PurchaseCommand,
 )
+from sim import devkeys
+from sim.shop import Overcharging
 
 
 @dataclass
@@ -48,7 +51,7 @@ class Rec(AgentContext):
 @pytest.fixture(scope="module")
 def keydir(tmp_path_factory):
     d = tmp_path_factory.mktemp("keys")
-    keys.init(d)
+    devkeys.init(d)
     return d
 
 
@@ -64,6 +67,11 @@ def inbound(msg, sender_keys, topic="t", cid="c"):
 
 
 KEYDIR: list[Path] = []
+
+
+def hosted(module, keydir):
+    """The identities the module's worker would host in this key set."""
+    return identities(module, keys.load_registry(keydir).signing)
 
 
 def make(keydir, tmp_path, name, actors):
@@ -98,8 +106,8 @@ def settle(keydir, second, outcome, recipient, mode):
 
 
 async def run_flow(keydir, tmp_path, scenario, cmd_kw=None, outcome="APPROVED"):
-    shop_ctx = make(keydir, tmp_path, "shop", shop_agent.ACTORS)
-    term_ctx = make(keydir, tmp_path, "terminal", terminal_agent.ACTORS)
+    shop_ctx = make(keydir, tmp_path, "shop", hosted(shop_agent, keydir))
+    term_ctx = make(keydir, tmp_path, "terminal", hosted(terminal_agent, keydir))
     shop_agent.register(shop_ctx)
     terminal_agent.register(term_ctx)
     db = OrderDB(tmp_path / "shop.sqlite")
@@ -220,8 +228,9 @@ async def test_settlement_assigned_and_polls(keydir, tmp_path):
 
 
 async def test_rejected_and_tamper(keydir, tmp_path):
-    shop_ctx = make(keydir, tmp_path, "shop", shop_agent.ACTORS)
-    shop = shop_agent.Shop(shop_ctx, OrderDB(tmp_path / "s.sqlite"), shop_agent.PollPolicy())
+    shop_ctx = make(keydir, tmp_path, "shop", hosted(shop_agent, keydir))
+    shop = shop_agent.Shop(shop_ctx, OrderDB(tmp_path / "s.sqlite"), shop_agent.PollPolicy(),
+                           statement=Overcharging())  # the simulator's dishonest shop
     from schemas.v1 import Delivery, OrderRequest
     term = keys.load_actor(keydir, "terminal")
     await shop.on_order_request(inbound(OrderRequest("s", "alice", "shop-1", [["NOPE", 1]], Delivery("a", "b", "c")), term))
@@ -238,12 +247,24 @@ async def test_rejected_and_tamper(keydir, tmp_path):
     await shop.db.close()
 
 
+async def test_the_production_shop_ignores_the_demo_tamper_knob(keydir, tmp_path):
+    """shop_tamper is the simulator's (sim/shop.py); the shop a worker runs states the order."""
+    from schemas.v1 import Delivery, OrderRequest
+    shop_ctx = make(keydir, tmp_path, "shop", hosted(shop_agent, keydir))
+    shop = shop_agent.Shop(shop_ctx, OrderDB(tmp_path / "h.sqlite"), shop_agent.PollPolicy())
+    term = keys.load_actor(keydir, "terminal")
+    await shop.on_order_request(inbound(OrderRequest("s", "alice", "shop-1", [["XXXX", 1], ["YYYY", 1]], Delivery("a", "b", "c"), {"shop_tamper": "amount"}), term))
+    first, wakeup = shop_ctx.take()[:2]
+    assert first[1].amount.minor == wakeup[1].amount.minor == 1155
+    await shop.db.close()
+
+
 async def test_order_id_collision(keydir, tmp_path, monkeypatch):
     from agents.shop import pricing
     real = pricing.order_id_for
     monkeypatch.setattr(pricing, "order_id_for",
                         lambda m, attempt=0: "1111111111" if attempt == 0 else real(m, attempt))
-    shop_ctx = make(keydir, tmp_path, "shop", shop_agent.ACTORS)
+    shop_ctx = make(keydir, tmp_path, "shop", hosted(shop_agent, keydir))
     shop = shop_agent.Shop(shop_ctx, OrderDB(tmp_path / "c.sqlite"), shop_agent.PollPolicy())
     from schemas.v1 import Delivery, OrderRequest
     term = keys.load_actor(keydir, "terminal")

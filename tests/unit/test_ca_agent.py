@@ -33,9 +33,11 @@ from schemas.relay import (
     WalletPaymentInformation,
 )
 from schemas.v1 import LineItem, OrderContent
+from sim import devkeys
 from tests.recording import (  # CLOCK: 2023-11, a card expiring 2030 is valid
     CLOCK,
     context,
+    hosted,
     inbound,
     signed,
 )
@@ -49,7 +51,7 @@ PAN = "4012888888881881"
 @pytest.fixture(scope="module")
 def keydir(tmp_path_factory):
     d = tmp_path_factory.mktemp("keys")
-    keys.init(d)
+    devkeys.init(d)
     return d
 
 
@@ -209,7 +211,7 @@ async def test_the_wallet_stores_what_the_relay_forwards_and_the_user_can_log_in
         world, keydir, tmp_path):
     await world.register(world.registration())
     info_sent, _ = world.ctx.take(CA_CONTENTS)
-    wallet_ctx = context(keydir, tmp_path, "wallet", wallet_agent.ACTORS)
+    wallet_ctx = context(keydir, tmp_path, "wallet", hosted(wallet_agent, keydir))
     store = WalletStore(tmp_path / "wallet.sqlite")
     wallet_agent.declare(wallet_ctx, wallet_agent.Wallet(wallet_ctx, store))
 

@@ -21,6 +21,7 @@ from kessai.errors import (
 )
 from kessai.money import Money
 from schemas.v1 import FirstRequest, LineItem, OrderContent, ResultInquiry
+from sim import devkeys
 
 CONTENT = OrderContent([LineItem("XXXX", "pb", 500, 1)], "JPY", 25, 525)
 
@@ -28,7 +29,7 @@ CONTENT = OrderContent([LineItem("XXXX", "pb", 500, 1)], "JPY", 25, 525)
 @pytest.fixture(scope="module")
 def kd(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("keys")
-    keys.init(d)
+    devkeys.init(d)
     return d
 
 

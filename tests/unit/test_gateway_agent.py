@@ -26,6 +26,7 @@ from schemas.relay import (
     PaymentInformation,
 )
 from schemas.v1 import Authorization, AuthorizationResult, LineItem, OrderContent
+from sim import devkeys
 from tests.recording import CLOCK, context, inbound, signed
 
 AUTHORIZATIONS = "kessai.authorizations"
@@ -40,7 +41,7 @@ ALICE_PAN = "4111111111111111"
 @pytest.fixture(scope="module")
 def keydir(tmp_path_factory):
     d = tmp_path_factory.mktemp("keys")
-    keys.init(d)
+    devkeys.init(d)
     return d
 
 

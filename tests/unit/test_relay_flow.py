@@ -26,7 +26,7 @@ from agents.shop.carts import CartDB, added
 from agents.shop.orders import OrderDB
 from agents.shop.procedure import PaymentProcessing, designated_wallets
 from agents.wallet import contents as wallet_contents
-from kessai import authenticators, crypto, devdata, envelope, keys
+from kessai import authenticators, crypto, envelope, keys
 from kessai.clock import FakeClock
 from kessai.errors import ConfigError
 from kessai.money import Money
@@ -42,6 +42,7 @@ from schemas.relay import (
     WalletPaymentInformation,
 )
 from schemas.v1 import LineItem, OrderContent, PaymentRequest, PaymentResult, SecondRequest
+from sim import devdata, devkeys
 from tests.recording import CLOCK, Rec, context, inbound, signed
 
 FIG5 = OrderContent([LineItem("XXXX", "ピーナッツバター", 500, 1),
@@ -207,7 +208,7 @@ def test_two_sided_forms() -> None:
 @pytest.fixture(scope="module")
 def keydir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("keys")
-    keys.init(d)
+    devkeys.init(d)
     return d
 
 
@@ -542,7 +543,9 @@ async def test_shop_prices_the_cart_and_designates_wallets(keydir: Path,
                                                            tmp_path: Path) -> None:
     ctx = make_ctx(keydir, tmp_path, "shop", list(devdata.SHOPS))
     orders, carts = OrderDB(tmp_path / "shop.sqlite"), CartDB(tmp_path / "shop.sqlite")
-    section = PaymentProcessing(ctx, orders, carts, designated_wallets("shop-2=wallet-b"))
+    shops, wallets = ctx.registry.actors_of("shop"), ctx.registry.actors_of("wallet")
+    section = PaymentProcessing(ctx, orders, carts,
+                                designated_wallets("shop-2=wallet-b", shops, wallets))
     await carts.put("shop-1", "cart-9", added(added([], "XXXX", 1), "YYYY", 1), 0)
     req = ProcedureRequest("txn-1", "shop-1", "cart-9", "phone")
     await section.on_procedure_request(record(keydir, req, "relay", "txn-1"))
@@ -559,8 +562,9 @@ async def test_shop_prices_the_cart_and_designates_wallets(keydir: Path,
         req, txn_id="txn-2", shop_id="shop-2", cart_id="nope"), "relay", "txn-2"))
     (_topic, status, cid, _), = took(ctx)
     assert (status.status, status.session, cid) == ("NOT_PAID", "txn-2", "txn-2")
-    assert designated_wallets("shop-2=wallet-b")["shop-2"] == ["wallet-b"]
+    assert designated_wallets("shop-2=wallet-b", shops, wallets) == {
+        "shop-1": ["wallet-a", "wallet-b"], "shop-2": ["wallet-b"]}  # not named: every one
     with pytest.raises(ConfigError):
-        designated_wallets("shop-1=wallet-z")
+        designated_wallets("shop-1=wallet-z", shops, wallets)
     await orders.close()
     await carts.close()

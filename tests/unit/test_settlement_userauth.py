@@ -11,6 +11,7 @@ from agents.settlement.userauth import SettlementSecrets, account_for, check_sec
 from kessai import authenticators, crypto, keys
 from kessai.money import Money
 from schemas.v1 import LineItem, OrderContent, SecondRequest
+from sim import devkeys
 
 KEY = "shop-1/o1"
 CONTENT = OrderContent([LineItem("XXXX", "pb", 500, 1)], "JPY", 25, 525)
@@ -19,7 +20,7 @@ CONTENT = OrderContent([LineItem("XXXX", "pb", 500, 1)], "JPY", 25, 525)
 @pytest.fixture(scope="module")
 def kd(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("keys")
-    keys.init(d)
+    devkeys.init(d)
     return d
 
 

@@ -16,8 +16,8 @@ from agents.shop.orders import _SCHEMA, AWAITING_PAYMENT, PENDING_ACK, Order, Or
 from agents.shop.pricing import price
 from agents.shop.results import judge_answer, judge_result
 from kessai import authenticators, crypto
-from kessai.devdata import Catalogue
 from kessai.money import Money
+from sim.devdata import Catalogue
 
 NOW = 1_700_000_000_000
 CONTENT = price([["XXXX", 1], ["YYYY", 1]], Catalogue().items)

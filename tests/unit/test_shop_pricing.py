@@ -1,4 +1,5 @@
-"""The shop prices orders as in Fig. 5 of seed 003 and names them deterministically (A2)."""
+"""The shop prices orders as in Fig. 5 of seed 003 and names them deterministically (A2); it
+states what it priced, and only the simulator's shop overcharges (R33)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ from typing import Any
 
 import pytest
 
-from agents.shop.pricing import OrderRejected, order_id_for, overstated, price
-from agents.shop.scenario import OVERSTATEMENT, Scenario
-from kessai.devdata import Catalogue
+from agents.shop.pricing import OrderRejected, order_id_for, price
+from agents.shop.scenario import Scenario
+from agents.shop.statement import HONEST
 from kessai.money import Money
+from schemas.v1 import Delivery, OrderRequest
+from sim.devdata import Catalogue
+from sim.shop import OVERSTATEMENT, Overcharging, overstated
 
 CATALOGUE = Catalogue().items
 
@@ -77,12 +81,33 @@ def test_scenario_defaults_and_knobs() -> None:
     assert Scenario.parse({}, "DIRECT_BOTH") == Scenario("DIRECT_BOTH")
     s = Scenario.parse({"result_mode": "SHOP_POLLS", "id_mode": "settlement", "hash": True,
                         "shop_tamper": "amount"}, "VIA_TERMINAL")
-    assert s == Scenario("SHOP_POLLS", shop_assigns_id=False, send_hash=True,
-                         overstate_by=OVERSTATEMENT)
+    assert s == Scenario("SHOP_POLLS", shop_assigns_id=False, send_hash=True)
 
 
 @pytest.mark.parametrize("raw", [{"result_mode": "EMAIL"}, {"id_mode": "user"},
-                                 {"hash": "yes"}, {"shop_tamper": "items"}])
+                                 {"hash": "yes"}])
 def test_unknown_scenario_values_reject_the_order(raw: dict[str, Any]) -> None:
     with pytest.raises(OrderRejected):
         Scenario.parse(raw, "VIA_TERMINAL")
+
+
+def _request(scenario: dict[str, Any]) -> OrderRequest:
+    return OrderRequest("s", "carol", "shop-1", [["XXXX", 1], ["YYYY", 1]],
+                        Delivery("a", "b", "c"), scenario)
+
+
+def test_the_production_shop_states_what_it_priced_whatever_the_request_asks() -> None:
+    content = price([["XXXX", 1], ["YYYY", 1]], CATALOGUE)
+    for knob in ({}, {"shop_tamper": "amount"}, {"shop_tamper": "items"}):
+        assert HONEST.first_request(content, _request(knob)) == content
+
+
+def test_the_simulated_shop_overcharges_on_demand_and_refuses_unknown_tampers() -> None:
+    content = price([["XXXX", 1], ["YYYY", 1]], CATALOGUE)
+    shop = Overcharging()
+    assert shop.first_request(content, _request({})) == content
+    assert shop.first_request(content, _request({"shop_tamper": "none"})) == content
+    assert shop.first_request(content, _request({"shop_tamper": "amount"})).amount == \
+        Money(1155 + OVERSTATEMENT, "JPY")
+    with pytest.raises(OrderRejected):
+        shop.first_request(content, _request({"shop_tamper": "items"}))

@@ -10,8 +10,8 @@ from dataclasses import replace
 from agents.shop.pricing import price
 from agents.terminal import session
 from agents.terminal.session import Audit, Note, Pay, Policy, Relay, SendOrder
-from kessai.devdata import Catalogue
 from schemas.v1 import PaymentRequest, PaymentResult, PurchaseCommand
+from sim.devdata import Catalogue
 
 NOW = 1_700_000_000_000
 POLICY = Policy(keep_ms=60_000, lifetime_ms=3_600_000)

@@ -13,10 +13,11 @@ import pytest
 from agents.shop.pricing import price
 from agents.terminal import wallet
 from kessai import authenticators, crypto, envelope, keys
-from kessai.devdata import Catalogue
 from kessai.errors import BadSignature, SealError
 from kessai.money import Money
 from schemas.v1 import PaymentRequest, PaymentResult
+from sim import devkeys
+from sim.devdata import Catalogue
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +35,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     directory: Path = tmp_path_factory.mktemp("keys")
-    keys.init(directory)
+    devkeys.init(directory)
     return World(keys.load_registry(directory), keys.load_actor(directory, "settlement"),
                  keys.load_actor(directory, "issuer"),
                  keys.load_actor(directory, "terminal").secrets["wallets"])

@@ -5,18 +5,21 @@ server's result history and still ends PAID (issue 6 item 10)."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from agents import AGENTS
 from agents.terminal import wallet
 from kessai import envelope, keys
 from kessai.authenticators import join_key
 from kessai.clock import FakeClock
-from kessai.journey import new_session
 from kessai.membus import MemoryBus
+from kessai.runtime import AgentContext
 from kessai.settings import Settings
+from kessai.worker import identities
 from schemas.v1 import (
     InquiryAnswer,
     OrderRequest,
@@ -28,6 +31,8 @@ from schemas.v1 import (
     ResultRelay,
     SecondRequest,
 )
+from sim import devkeys
+from sim.journey import new_session
 
 COMMANDS = "kessai.terminal.commands"
 ORDER_REQUESTS = "kessai.order-requests"
@@ -38,15 +43,22 @@ ITEMS = [["XXXX", 1], ["YYYY", 1]]
 @pytest.fixture(scope="module")
 def keydir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("keys")
-    keys.init(d)
+    devkeys.init(d)
     return d
+
+
+def add(bus: MemoryBus, name: str) -> AgentContext:
+    """One agent on the bus, hosting the identities its worker would (every shop of the key
+    set for the shop)."""
+    module = importlib.import_module(AGENTS[name])
+    return bus.add(name, module.register, identities(module, bus.registry.signing))
 
 
 @pytest.fixture
 async def bus(keydir: Path, tmp_path: Path) -> AsyncIterator[MemoryBus]:
     b = MemoryBus(Settings(keys_dir=keydir, data_dir=tmp_path), FakeClock())
     for agent in ("settlement", "issuer", "shop", "terminal"):
-        b.add_agent(agent)
+        add(b, agent)
     yield b
     await b.stop()
 
@@ -95,7 +107,7 @@ async def test_a_shop_the_terminal_never_tells_asks_the_history(keydir: Path,
     """A device that orders, pays and dies before the result comes back: no relay, ever."""
     bus = MemoryBus(Settings(keys_dir=keydir, data_dir=tmp_path), FakeClock())
     for agent in ("settlement", "issuer", "shop"):  # no terminal worker to relay anything
-        bus.add_agent(agent)
+        add(bus, agent)
     try:
         session, trace = new_session(), envelope.new_trace_id()
         await bus.send(ORDER_REQUESTS, OrderRequest(session, "alice", "shop-1", ITEMS,

@@ -11,7 +11,7 @@ import pytest
 
 from agents.wallet import agent as wallet_agent
 from agents.wallet.store import WalletStore, seed_from_secrets
-from kessai import authenticators, certificates, crypto, devdata, envelope, keys
+from kessai import authenticators, certificates, crypto, envelope, keys
 from kessai.errors import SealError
 from kessai.runtime import Inbound
 from protocols.contents import tagged_payment_information
@@ -29,8 +29,9 @@ from schemas.relay import (
     WalletPaymentInformation,
 )
 from schemas.v1 import LineItem, OrderContent
+from sim import devdata, devkeys
 from tests import recording
-from tests.recording import CLOCK, Sent, context, signed
+from tests.recording import CLOCK, Sent, context, hosted, signed
 
 INBOX = "kessai.wallet.inbox"
 CONTENTS = "kessai.relay.wallet-contents"
@@ -43,7 +44,7 @@ ALICE_PAN = "4111111111111111"
 @pytest.fixture(scope="module")
 def keydir(tmp_path_factory):
     d = tmp_path_factory.mktemp("keys")
-    keys.init(d)
+    devkeys.init(d)
     return d
 
 
@@ -56,8 +57,8 @@ class World:
     shops, gateway). Records go through the runtime's door, as on the bus."""
 
     def __init__(self, keydir, tmp_path):
-        self.ctx = context(keydir, tmp_path, "wallet", wallet_agent.ACTORS)
-        seed = [p for w in wallet_agent.ACTORS
+        self.ctx = context(keydir, tmp_path, "wallet", hosted(wallet_agent, keydir))
+        seed = [p for w in self.ctx.keys
                 for p in seed_from_secrets(w, self.ctx.actor_keys(w).secrets["users"])]
         self.store = WalletStore(tmp_path / "wallet.sqlite", seed)
         self.wallet = wallet_agent.Wallet(self.ctx, self.store)
@@ -404,4 +405,5 @@ def test_no_card_number_in_seeded_repr(keydir):
     for user, card in seed_from_secrets("wallet-a", k.secrets["users"]):
         assert ALICE_PAN not in repr(card) and "salt" not in repr(user)
         assert card.signing_key.hex() not in repr(card)
-    assert tuple(wallet_agent.ACTORS) == devdata.WALLETS
+    # One worker hosts every wallet server of the key set.
+    assert hosted(wallet_agent, keydir) == list(devdata.WALLETS)

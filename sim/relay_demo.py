@@ -16,12 +16,12 @@ import sys
 import time
 from typing import Any
 
-from kessai import devdata
 from kessai.broker import wait_reachable
 from kessai.errors import ConfigError
-from kessai.journey import Hop, Watcher, summary
-from kessai.phone import Exchange, Phone, PhoneError, Screen
 from kessai.settings import Settings
+from sim import devdata
+from sim.journey import Hop, Watcher, summary
+from sim.phone import Exchange, Phone, PhoneError, Screen
 
 FIG5 = [("XXXX", 1), ("YYYY", 1)]
 _TXN = re.compile(r"txn-[0-9a-f]{20}")
@@ -29,7 +29,7 @@ _SID = re.compile(r"rs-[0-9a-f]{24}")
 
 
 def relay_summary(h: Hop) -> str:
-    """One line per relay-flow message (the seed-003 ones as ``kessai.journey`` says)."""
+    """One line per relay-flow message (the seed-003 ones as ``sim.journey`` says)."""
     b, t = h.body, h.type
     amount = b.get("amount")
     money = f"{amount[0]} {amount[1]}" if isinstance(amount, list) else ""

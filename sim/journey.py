@@ -340,7 +340,7 @@ def print_journey(p: Purchase, out: Any = sys.stdout) -> None:
 
 def run_pay(args: argparse.Namespace, settings: Settings) -> int:
     cmd = command_from_args(args)
-    from kessai import devdata
+    from sim import devdata
 
     if args.shop not in devdata.SHOPS:
         raise ConfigError(f"unknown shop {args.shop!r}; dev shops: {', '.join(devdata.SHOPS)}")

@@ -1,0 +1,135 @@
+"""The development key set (`kessai keys init`, and `kessai up` on first use): one signing key
+per actor of the development world (:mod:`sim.devdata`), sealing keys for the settlement
+domain, the shared authenticator keys, password hashes, the users' devices and wallets, and
+each actor's configuration (a shop's catalogue, the relay's users and preset wallets).
+
+Everything here is made up for development and tests; the runtime (:mod:`kessai.keys`) only
+reads the files this writes. A production key set would be written by the operator's own
+tooling in the same layout.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kessai import certificates, crypto, keys
+from schemas.codec import to_body
+from schemas.relay import Certificate
+from sim import devdata
+
+CERTIFICATE_NOT_AFTER_MS = 4_102_444_800_000  # 2100-01-01: development certificates
+
+
+def actors() -> list[str]:
+    """Every identity of the development key set."""
+    return [*devdata.SERVICE_ACTORS, *devdata.SHOPS, *devdata.WALLETS,
+            *(keys.user_actor(u.user_id) for u in devdata.USERS)]
+
+
+def init(directory: Path, *, force: bool = False) -> list[str]:
+    """Create a development key set in ``directory``. Returns the actors created.
+
+    Raises:
+        ConfigError: a key set is there already and ``force`` is false.
+    """
+    keys.refuse_existing(directory, force)
+    private: dict[str, dict[str, Any]] = {}
+    signing: dict[str, list[str]] = {}
+    for actor in actors():
+        private[actor], signing[actor] = keys.new_actor(actor)
+    sealing = {actor: keys.add_seal_key(private[actor])
+               for actor in ("settlement", "issuer", "gateway", "ca", *devdata.WALLETS)}
+
+    _shops(private)
+    _users(private)
+    _wallets(private)
+    _relay(private)
+    keys.write(directory, private, signing, sealing, force=force)
+    return list(private)
+
+
+def ensure(directory: Path) -> bool:
+    """Create the development key set if ``directory`` has none. True if it was created."""
+    return keys.ensure(directory, init)
+
+
+def _shops(private: dict[str, dict[str, Any]]) -> None:
+    """Each shop's key shared with the settlement server (seed 003 cl. 7) and its catalogue."""
+    settlement = private["settlement"]
+    settlement["shop_mac"] = {}
+    for shop in devdata.SHOPS:
+        k = crypto.new_secret().hex()
+        settlement["shop_mac"][shop] = k
+        private[shop]["settlement_mac"] = k
+        private[shop]["catalogue"] = {code: [name, price] for code, (name, price)
+                                      in devdata.Catalogue().items.items()}
+
+
+def _users(private: dict[str, dict[str, Any]]) -> None:
+    """Seed 003: each user's key shared with the settlement server (cl. 11), how they
+    authenticate, held accounts (cl. 15), the FI host's accounts, and the users' devices."""
+    settlement = private["settlement"]
+    settlement["user_mac"] = {}
+    settlement["users"] = {}
+    settlement["held_accounts"] = {}
+    terminal = private["terminal"]
+    terminal["wallets"] = {}
+    for u in devdata.USERS:
+        k = crypto.new_secret().hex()
+        settlement["user_mac"][u.user_id] = k
+        record: dict[str, Any] = {"auth": u.auth}
+        if u.password is not None:
+            salt, digest = crypto.hash_password(u.password)
+            record["password_salt"] = salt.hex()
+            record["password_hash"] = digest.hex()
+        settlement["users"][u.user_id] = record
+        if u.held:
+            card = u.cards[0]
+            settlement["held_accounts"][u.user_id] = {"pan": card.pan, "expiry": card.expiry}
+        # The terminal simulator is the users' device: it holds their cards, passwords and
+        # authenticator keys, as a phone or PC would.
+        terminal["wallets"][u.user_id] = {
+            "auth": u.auth,
+            "password": u.password,
+            "held": u.held,
+            "signing": private[keys.user_actor(u.user_id)]["signing"],
+            "result_mac": k,
+            "cards": {c.alias: {"pan": c.pan, "expiry": c.expiry} for c in u.cards},
+        }
+    private["issuer"]["accounts"] = [
+        {"pan": c.pan, "expiry": c.expiry, "limit": c.limit_minor, "currency": c.currency}
+        for c in [*(c for u in devdata.USERS for c in u.cards), *devdata.EXTRA_ACCOUNTS]]
+
+
+def _wallets(private: dict[str, dict[str, Any]]) -> None:
+    """Seeds 000/001: personal wallets on the wallet servers, with certificates the CA issued
+    in advance ([d:174]), and the wallet passwords the terminal simulator types in."""
+    ca_private = bytes.fromhex(private["ca"]["signing"])
+    for wallet_id in devdata.WALLETS:
+        private[wallet_id]["users"] = {}
+    for i, acct in enumerate(devdata.WALLET_ACCOUNTS):
+        user_key = crypto.new_signing_key()
+        cert = certificates.issue(ca_private, Certificate(
+            serial=f"dev-{i + 1:04d}", user_id=acct.user_id, wallet_id=acct.wallet_id,
+            brand=acct.brand, public_key=crypto.signing_public(user_key),
+            not_after_ms=CERTIFICATE_NOT_AFTER_MS))
+        salt, digest = crypto.hash_password(acct.password)
+        private[acct.wallet_id]["users"][acct.user_id] = {
+            "password_salt": salt.hex(), "password_hash": digest.hex(),
+            "brand": acct.brand, "pan": acct.pan, "expiry": acct.expiry,
+            "signing": user_key.hex(),
+            "certificate": {k: (v.hex() if isinstance(v, bytes) else v)
+                            for k, v in to_body(cert).items()},
+        }
+    private["terminal"]["wallet_passwords"] = {
+        f"{a.wallet_id}/{a.user_id}": a.password for a in devdata.WALLET_ACCOUNTS}
+
+
+def _relay(private: dict[str, dict[str, Any]]) -> None:
+    """The relay's session-token key, each user's preset wallet ([d:194]), and how each user
+    authenticates (the two-sided flow pays for password and channel users only)."""
+    relay = private["relay"]
+    relay["session_key"] = crypto.new_secret().hex()
+    relay["preset_wallet"] = dict(devdata.RELAY_PRESET_WALLET)
+    relay["users"] = {u.user_id: {"auth": u.auth, "held": u.held} for u in devdata.USERS}
