@@ -155,6 +155,9 @@ def parser() -> argparse.ArgumentParser:
                        help="records for the raw produce → consume floor (default 20000)")
     bench.add_argument("--raw-samples", type=int, default=300, metavar="N",
                        help="one-hop samples for the raw latency floor (default 300)")
+    bench.add_argument("--idle-seconds", type=float, default=5.0, metavar="S",
+                       help="after the run, measure the idle system's CPU for S seconds "
+                       "(default 5; 0 skips it)")
     bench.add_argument("--agents", help="comma-separated agent types the bench starts "
                        "(default: all, as 'kessai up')")
     bench.add_argument("--keep", action="store_true",

@@ -65,6 +65,7 @@ class Plan:
     timeout_s: float
     raw_records: int
     raw_samples: int
+    idle_s: float = 5.0
     crypto_rounds: int = 200
 
     @property
@@ -99,8 +100,11 @@ def plan_from(args: argparse.Namespace) -> Plan:
         from sim.plot import require_matplotlib
 
         require_matplotlib()
+    idle_s = getattr(args, "idle_seconds", 5.0)
+    if idle_s < 0 or idle_s > 600:
+        raise ConfigError(f"--idle-seconds must be within 0..600 (0 skips it), got {idle_s}")
     return Plan(args.purchases, args.warmup, args.rate, args.timeout, args.raw_records,
-                args.raw_samples)
+                args.raw_samples, idle_s)
 
 
 # -- the driver --------------------------------------------------------------------------------
@@ -346,6 +350,8 @@ class Result:
     produced: dict[str, int] = field(default_factory=dict)  # records per topic, measured run
     quiet_s: float | None = None  # waited for the system to settle before the floors
     system_cores_during_floors: float | None = None
+    other_cores_during_floors: float | None = None
+    idle: dict[str, Any] | None = None
     dead_workers: list[str] = field(default_factory=list)
 
 
@@ -460,7 +466,9 @@ async def _floors(system: System, plan: Plan, progress: Progress,
                   result: Result) -> None:
     result.quiet_s = await asyncio.to_thread(_settle, system)
     pids = system.pids()
-    before, t0 = cpu.sample(pids), time.monotonic()
+    me = {"bench": os.getpid()}
+    before, mine, busy, t0 = cpu.sample(pids), cpu.sample(me), cpu.machine_busy(), \
+        time.monotonic()
     readers = await floors.broker_readers(system.settings.bootstrap, system.agents())
     result.flow, result.readers_source = floors.observed_flow(result.probe_records, readers)
     if not floors.hops(result.flow):  # the probe saw no chain to the final status
@@ -477,8 +485,36 @@ async def _floors(system: System, plan: Plan, progress: Progress,
         max_poll_records=waits.max_poll_records, linger_ms=waits.linger_ms,
         record_bytes=round(crypto_floor.record_bytes), records=plan.raw_records,
         samples=plan.raw_samples, on_progress=lambda kind, n, total: bars[kind](n))
-    result.system_cores_during_floors = sum(
-        stats.cpu_seconds(before, cpu.sample(pids)).values()) / (time.monotonic() - t0)
+    wall = time.monotonic() - t0
+    system_cores = sum(stats.cpu_seconds(before, cpu.sample(pids)).values()) / wall
+    bench_cores = sum(stats.cpu_seconds(mine, cpu.sample(me)).values()) / wall
+    result.system_cores_during_floors = system_cores
+    machine = cpu.busy_fraction(busy, cpu.machine_busy())
+    if machine is not None:
+        result.other_cores_during_floors = max(
+            0.0, machine * (os.cpu_count() or 1) - system_cores - bench_cores)
+
+
+def _idle(system: System, seconds: float, progress: Progress) -> dict[str, Any]:
+    """CPU of the idle system: after a pause for the fetch waits to grow, ``seconds`` of
+    nothing to do."""
+    bar = progress.task("idle system", round(seconds) + 3)
+    for i in range(3):
+        time.sleep(1.0)
+        bar(i + 1)
+    pids = system.pids()
+    before, busy, t0 = cpu.sample(pids), cpu.machine_busy(), time.monotonic()
+    time.sleep(seconds)
+    bar(round(seconds) + 3)
+    wall = time.monotonic() - t0
+    used = stats.cpu_seconds(before, cpu.sample(pids))
+    machine = cpu.busy_fraction(busy, cpu.machine_busy())
+    total = sum(used.values()) / wall
+    return {"seconds": round(wall, 1), "cores_total": round(total, 3),
+            "per_process": {k: round(v / wall, 3) for k, v in
+                            sorted(used.items(), key=lambda x: -x[1])},
+            "other_cores_busy": round(max(0.0, machine * (os.cpu_count() or 1) - total), 3)
+            if machine is not None else None}
 
 
 SETTLED_CORES = 0.35  # the system's processes together: idle fetch polling, no backlog
@@ -601,6 +637,8 @@ def report(system: System, plan: Plan, result: Result) -> dict[str, Any]:
             "settled_after_s": result.quiet_s,
             "system_cores_busy_meanwhile": round(result.system_cores_during_floors, 3)
             if result.system_cores_during_floors is not None else None,
+            "other_cores_busy_meanwhile": round(result.other_cores_during_floors, 3)
+            if result.other_cores_during_floors is not None else None,
             "raw": {"msgs_per_s": round(raw.msgs_per_s, 1),
                     "produce_msgs_per_s": round(raw.produce_msgs_per_s, 1),
                     "records": raw.records, "record_bytes": raw.record_bytes,
@@ -616,6 +654,7 @@ def report(system: System, plan: Plan, result: Result) -> dict[str, Any]:
         }
         out["ratios"] = {k: (round(v, 3) if v is not None else None) for k, v in stats.ratios(
             fl, payments_per_s=pps or None, latency=lat, cpu_ms_per_payment=total_ms).items()}
+    out["idle"] = result.idle
     out["ok"] = not lost and not result.dead_workers
     return out
 
@@ -703,6 +742,9 @@ def print_report(r: dict[str, Any], out: Any = sys.stdout) -> None:
         w("\nfloors (same run, same broker)\n")
         if fl.get("settled_after_s") is None:
             w("  NOTE: the system was still busy (a backlog) when the floors were measured\n")
+        if (fl.get("other_cores_busy_meanwhile") or 0) >= 0.1:
+            w(f"  NOTE: other processes kept {fl['other_cores_busy_meanwhile']:.2f} cores busy "
+              "while the floors were measured; they are inflated by that\n")
         w(f"  R_raw        {raw['msgs_per_s']:,.0f} msgs/s aiokafka produce → consume "
           f"({raw['records']:,} records of {raw['record_bytes']} B, {raw['partitions']} "
           f"partitions) = {fl['broker_payments_per_s']:,.0f} payments/s at "
@@ -721,6 +763,10 @@ def print_report(r: dict[str, Any], out: Any = sys.stdout) -> None:
         w(f"  latency      p50 {_f(ra['latency_p50_vs_hops'], '.1f', '×')}, p99 "
           f"{_f(ra['latency_p99_vs_hops'], '.1f', '×')} the hop floor\n")
         w(f"  CPU          {_f(ra['cpu_vs_crypto'], '.1f', '×')} the crypto floor per payment\n")
+    idle = r.get("idle")
+    if idle:
+        w(f"idle system    {idle['cores_total']:.3f} cores over {idle['seconds']:.0f} s after the "
+          "run (" + ", ".join(f"{k} {v:.3f}" for k, v in idle["per_process"].items()) + ")\n")
     fc = r["flow"]
     w(f"flow           one purchase = {fc['records']} signed records ({fc['hops']} on its path), "
       f"readers from the {fc['readers_from']}; the steps: "
@@ -769,6 +815,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                     + (f" (worker logs in {system.log_dir()})" if system.own else "") + "\n")
                 return 1
             asyncio.run(_floors(system, plan, progress, result))
+            if plan.idle_s > 0:
+                result.idle = _idle(system, plan.idle_s, progress)
         r = report(system, plan, result)
         failed = not r["ok"]
     finally:

@@ -19,7 +19,8 @@ import pytest
 pytestmark = [pytest.mark.e2e]
 
 BENCH_TIMEOUT_S = 150.0
-SMALL_FLOORS = ("--raw-records", "2000", "--raw-samples", "40", "--warmup", "2")
+SMALL_FLOORS = ("--raw-records", "2000", "--raw-samples", "40", "--warmup", "2",
+                "--idle-seconds", "1")
 
 
 def bench(*argv: str, cwd: Path) -> dict[str, Any]:
@@ -75,6 +76,7 @@ def check_report(r: dict[str, Any], n: int) -> None:
     assert 0 < flow["hops"] < flow["records"] == fl["records_per_payment"]
     assert flow["steps"][0]["type"] == "purchase-command" and flow["steps"][0]["on_path"]
     assert r["dead_workers"] == []
+    assert r["idle"]["cores_total"] >= 0 and "broker" in r["idle"]["per_process"]
 
 
 def test_bench_one_at_a_time_reports_every_purchase_final_and_the_floors(tmp_path: Path) -> None:

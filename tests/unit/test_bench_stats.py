@@ -219,6 +219,7 @@ def test_bench_defaults_are_300_sequential_with_warmup() -> None:
     (("--plot", "latency.jpg"), "--plot must name a .png file"),
     (("--plot", "/no/such/dir/latency.png"), "does not exist"),
     (("--raw-records", "5"), "--raw-records must be at least"),
+    (("--idle-seconds", "-1"), "--idle-seconds must be within"),
 ])
 def test_bad_bench_arguments_are_config_errors(argv: tuple[str, ...], words: str) -> None:
     with pytest.raises(ConfigError, match=words.replace(".", r"\.")):
