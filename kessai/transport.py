@@ -13,6 +13,13 @@
    committed — a settlement half "accepted" and then gone after the restart. Here every commit
    first drains the buffer completely and waits until the broker has acknowledged every record
    sent so far (``acks=all``).
+3. **Nothing processed, start from the beginning.** faust drops a record it has fetched but
+   not yet handed to its stream when a rebalance suspends the flow, and relies on the seek to
+   the committed offset to read it again; but for a partition with no committed offset (or
+   offset 0) that seek does nothing, so the consumer's position stays past the dropped record
+   and it is never handled — a 2nd settlement request or an inquiry that arrived while a
+   worker restarted, lost. After every assignment, such partitions are explicitly sought to
+   their beginning: nothing committed means nothing processed.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import time
 from typing import Any
 
 import faust
+from aiokafka import TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from kessai.settings import Waits
@@ -87,9 +95,26 @@ class _Consumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> Any:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def perform_seek(self) -> None:
+        await super().perform_seek()
+        fresh = never_committed(self.assignment(), self._committed_offset,
+                                self._is_changelog_tp)
+        if fresh:
+            await self._thread.seek_to_beginning(
+                *(TopicPartition(tp.topic, tp.partition) for tp in fresh))
+            for tp in fresh:
+                self._read_offset[tp] = None
+            log.info("no committed offset for %d stream partition(s): reading them from the "
+                     "beginning", len(fresh))
+
     async def _commit_offsets(self, offsets: Any, start_new_transaction: bool = True) -> bool:
         await durable_flush(self.app.producer)
         return await super()._commit_offsets(offsets, start_new_transaction)
+
+
+def never_committed(assigned: Any, committed: Any, is_changelog: Any) -> list[Any]:
+    """Assigned stream partitions whose committed offset is missing or 0, in order."""
+    return sorted(tp for tp in assigned if not is_changelog(tp) and not committed.get(tp))
 
 
 class _Transport(faust_aiokafka.Transport):

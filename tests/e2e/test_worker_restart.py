@@ -50,4 +50,5 @@ async def test_crash_between_fi_call_and_outcome_commit_charges_once(system: Sys
         assert db.execute("SELECT COUNT(*) FROM decisions WHERE join_key = ?",
                           (key,)).fetchone()[0] == 1
     assert [h.body["outcome"] for h in done.hops
-            if h.type == "payment-result" and h.body["recipient"] == "user"] == ["APPROVED"]
+            if h.type == "payment-result" and h.body["recipient"] == "user"
+            and h.topic == "kessai.payment-results"] == ["APPROVED"]

@@ -88,3 +88,39 @@ def test_waits_per_broker_kind_and_validation() -> None:
         Waits.for_kind("pulsar")
     with pytest.raises(ConfigError, match="at least"):
         Waits(fetch_wait_busy_ms=50, fetch_wait_idle_ms=10)
+
+
+def test_partitions_with_nothing_committed_are_read_from_the_beginning() -> None:
+    from faust.types import TP
+
+    tps = [TP("kessai.settlement.second", p) for p in range(4)] + [TP("x-changelog", 0)]
+    committed = {tps[0]: None, tps[1]: 5, tps[2]: 0}
+    fresh = transport.never_committed(set(tps), committed, lambda tp: tp.topic == "x-changelog")
+    assert fresh == [tps[0], tps[2], tps[3]]
+
+
+async def test_after_an_assignment_never_committed_partitions_are_sought_to_the_beginning(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from faust.types import TP
+
+    sought: list[Any] = []
+    a, b = TP("kessai.settlement.second", 0), TP("kessai.settlement.second", 1)
+
+    async def stock_seek(self: Any) -> None:  # faust's: seek to committed, which skips `a`
+        self._committed_offset.update({b: 7})
+
+    class _Thread:
+        async def seek_to_beginning(self, *tps: Any) -> None:
+            sought.extend(tps)
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "perform_seek", stock_seek)
+    consumer = object.__new__(transport._Consumer)
+    consumer.__dict__.update(_thread=_Thread(), _committed_offset={},
+                             _read_offset={a: 3, b: 7})
+    monkeypatch.setattr(transport._Consumer, "assignment", lambda self: {a, b})
+    monkeypatch.setattr(transport._Consumer, "_is_changelog_tp", lambda self, tp: False)
+    await transport._Consumer.perform_seek(consumer)
+    assert sought == [a] and consumer._read_offset[a] is None and consumer._read_offset[b] == 7
+    from aiokafka import TopicPartition
+
+    assert all(type(tp) is TopicPartition for tp in sought)  # aiokafka refuses faust's TP
