@@ -114,10 +114,12 @@ class FaustHost:
 
     async def send(self, topic: str, key: bytes, value: bytes, partition: int | None,
                    headers: list[tuple[str, bytes]]) -> None:
-        # Inside a stream event the record is attached to the event: it is published, and
-        # acknowledged, before the event's offset is committed.
+        # Produced at once (``force``), not attached to the event: faust publishes attached
+        # records only when it commits, so every hop would wait for the commit timer. Not
+        # awaited either: the commit of the event's offset waits until the broker has
+        # acknowledged every record sent so far (kessai.transport.durable_flush).
         await self.topic(topic).send(key=key, value=value, partition=partition,
-                                     headers=headers)
+                                     headers=headers, force=True)
 
     def table(self, name: str, partitions: int) -> MutableMapping[bytes, bytes]:
         return self.app.Table(name, partitions=partitions, key_type=bytes, value_type=bytes,

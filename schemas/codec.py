@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from kessai.errors import SchemaError, UnknownType, UnsupportedVersion
@@ -50,21 +52,40 @@ def _to_wire(value: Any) -> Any:
     return value
 
 
+@dataclasses.dataclass(frozen=True)
+class _Field:
+    name: str
+    convert: Callable[[Any, str], Any]
+    required: bool
+    where: str
+
+
+@functools.cache
+def _plan(cls: type[Any]) -> tuple[frozenset[str], tuple[_Field, ...]]:
+    """Each field's converter, computed once per class (type hints are costly to resolve)."""
+    hints = typing.get_type_hints(cls)
+    fields = tuple(
+        _Field(f.name, _converter(hints[f.name]),
+               f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+               f"{cls.__name__}.{f.name}")
+        for f in dataclasses.fields(cls))
+    return frozenset(f.name for f in fields), fields
+
+
 def from_body(cls: type[T], body: Any) -> T:
     if not isinstance(body, dict):
         raise SchemaError(f"{cls.__name__} body must be a map")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    extra = sorted(str(k) for k in body if k not in known)
-    if extra:
+    known, fields = _plan(cls)
+    if not known.issuperset(body):
         # Strict: a field this version does not define is a schema violation, so a 1st
         # request can never smuggle account information in (spec R21).
+        extra = sorted(str(k) for k in body if k not in known)
         raise SchemaError(f"{cls.__name__} has unknown fields {extra}")
     kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+    for f in fields:
         if f.name in body:
-            kwargs[f.name] = _from_wire(hints[f.name], body[f.name], f"{cls.__name__}.{f.name}")
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            kwargs[f.name] = f.convert(body[f.name], f.where)
+        elif f.required:
             raise SchemaError(f"{cls.__name__} is missing field {f.name!r}")
     try:
         return cls(**kwargs)
@@ -75,43 +96,73 @@ def from_body(cls: type[T], body: Any) -> T:
 
 
 def _from_wire(tp: Any, value: Any, where: str) -> Any:
+    return _converter(tp)(value, where)
+
+
+@functools.cache
+def _converter(tp: Any) -> Callable[[Any, str], Any]:
+    """A function that checks and converts a wire value to ``tp`` (built once per type)."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _from_wire(arg, value, where)
-            except SchemaError as exc:
-                errors.append(str(exc))
-        raise SchemaError("; ".join(errors))
+        optional = type(None) in args
+        options = [_converter(a) for a in args if a is not type(None)]
+
+        def union(value: Any, where: str) -> Any:
+            if value is None and optional:
+                return None
+            errors = []
+            for convert in options:
+                try:
+                    return convert(value, where)
+                except SchemaError as exc:
+                    errors.append(str(exc))
+            raise SchemaError("; ".join(errors))
+        return union
     if tp is Any:
-        return value
+        return lambda value, where: value
     if tp is Money:
-        return Money.from_wire(value)
+        return lambda value, where: Money.from_wire(value)
     if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise SchemaError(f"{where} must be a list")
         (arg, *_) = typing.get_args(tp) or (Any,)
-        items = [_from_wire(arg, v, f"{where}[]") for v in value]
-        return tuple(items) if origin is tuple else items
+        item = _converter(arg)
+        as_tuple = origin is tuple
+
+        def sequence(value: Any, where: str) -> Any:
+            if not isinstance(value, (list, tuple)):
+                raise SchemaError(f"{where} must be a list")
+            items = [item(v, f"{where}[]") for v in value]
+            return tuple(items) if as_tuple else items
+        return sequence
     if origin is dict:
-        if not isinstance(value, dict):
-            raise SchemaError(f"{where} must be a map")
         _, varg = typing.get_args(tp) or (Any, Any)
-        return {str(k): _from_wire(varg, v, f"{where}.{k}") for k, v in value.items()}
+        val = _converter(varg)
+
+        def mapping(value: Any, where: str) -> Any:
+            if not isinstance(value, dict):
+                raise SchemaError(f"{where} must be a map")
+            return {str(k): val(v, f"{where}.{k}") for k, v in value.items()}
+        return mapping
     if dataclasses.is_dataclass(tp):
-        return from_body(tp, value)  # type: ignore[arg-type]
+        return lambda value, where: from_body(tp, value)  # type: ignore[arg-type]
     if origin is typing.Literal:
-        if value not in typing.get_args(tp):
-            raise SchemaError(f"{where} must be one of {typing.get_args(tp)}, got {value!r}")
-        return value
-    if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise SchemaError(f"{where} must be an integer")
-    if tp in (str, bytes, bool, float) and not isinstance(value, tp):
-        raise SchemaError(f"{where} must be {tp.__name__}")
-    return value
+        allowed = typing.get_args(tp)
+
+        def literal(value: Any, where: str) -> Any:
+            if value not in allowed:
+                raise SchemaError(f"{where} must be one of {allowed}, got {value!r}")
+            return value
+        return literal
+    if tp is int:
+        def integer(value: Any, where: str) -> Any:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise SchemaError(f"{where} must be an integer")
+            return value
+        return integer
+    if tp in (str, bytes, bool, float):
+        def scalar(value: Any, where: str) -> Any:
+            if not isinstance(value, tp):
+                raise SchemaError(f"{where} must be {tp.__name__}")
+            return value
+        return scalar
+    return lambda value, where: value

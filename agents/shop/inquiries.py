@@ -39,7 +39,9 @@ class PollPolicy:
 
     delay_ms: int = 2_000  # KESSAI_SHOP_POLL_MS: SHOP_POLLS interval, VIA_TERMINAL first retry
     limit: int = 150  # KESSAI_SHOP_POLL_LIMIT: SHOP_POLLS inquiries before giving up
-    result_wait_ms: int = 5_000  # KESSAI_SHOP_RESULT_WAIT_MS: VIA_TERMINAL, before the 1st
+    # Long enough that a busy system's normal latency never triggers it (under a backlog the
+    # inquiries would only add load): it is for a terminal that went silent.
+    result_wait_ms: int = 30_000  # KESSAI_SHOP_RESULT_WAIT_MS: VIA_TERMINAL, before the 1st
     max_delay_ms: int = 60_000  # KESSAI_SHOP_POLL_MAX_MS: VIA_TERMINAL interval cap
     give_up_ms: int = 96 * 3600 * 1000  # VIA_TERMINAL: t_first + t_history by default
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from agents import AGENTS
+from agents.shop.inquiries import PollPolicy
 from agents.terminal import wallet
 from kessai import envelope, keys
 from kessai.authenticators import join_key
@@ -126,7 +127,7 @@ async def test_a_shop_the_terminal_never_tells_asks_the_history(keydir: Path,
         assert result.outcome == "APPROVED" and result.recipient == "user"
         assert statuses(bus, session) == ["AWAITING_PAYMENT"]
 
-        await elapse(bus, 4_500)
+        await elapse(bus, PollPolicy().result_wait_ms - 500)
         assert bus.messages("kessai.result-inquiries") == []  # the relay may still come
         await elapse(bus, 500)
         [inquiry] = bus.messages("kessai.result-inquiries", ResultInquiry)
