@@ -16,6 +16,7 @@ import itertools
 import logging
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 from aiokafka.partitioner import DefaultPartitioner
@@ -107,14 +108,12 @@ class MemoryBus:
         ctx.bind()
         return ctx
 
-    def add_agent(self, name: str) -> AgentContext:
-        """Register an agent package by its name in :data:`agents.AGENTS`."""
-        import importlib
+    def add_module(self, name: str, module: ModuleType) -> AgentContext:
+        """Register an agent module (its ``register`` and the identities its worker would
+        host: ``ACTORS``, or every actor of its ``KIND`` in the key set), as a worker does."""
+        from kessai.worker import identities
 
-        from agents import AGENTS
-
-        module = importlib.import_module(AGENTS[name])
-        return self.add(name, module.register, module.ACTORS)
+        return self.add(name, module.register, identities(module, self.registry.signing))
 
     async def start(self) -> None:
         for host in self._hosts:

@@ -44,6 +44,7 @@ FIRST = "kessai.settlement.first"
 ORDERS = "kessai.order-requests"
 READER = {FIRST: "settlement", ORDERS: "shop"}  # the agent that consumes each topic
 SHOP = "shop-1"
+SIGNER = {FIRST: SHOP, ORDERS: "terminal"}  # a producer the catalogue names for each topic
 FIG5 = OrderContent([LineItem("XXXX", "ピーナッツバター", 500, 1),
                      LineItem("YYYY", "グレープゼリー", 600, 1)], "JPY", 55, 1155)
 TWO_HOURS_MS = 2 * 3600 * 1000
@@ -134,8 +135,8 @@ def stale_timestamp(s: Settings, topic: str, tmp: Path) -> Bad:
 
 def replayed_message_id(s: Settings, topic: str, tmp: Path) -> Bad:
     msg, key = _valid_message(topic)
-    raw = envelope.encode(envelope.seal_envelope(msg, key, keys.load_actor(s.keys_dir, SHOP),
-                                                 SystemClock()))
+    raw = envelope.encode(envelope.seal_envelope(
+        msg, key, keys.load_actor(s.keys_dir, SIGNER[topic]), SystemClock()))
     return Bad(key, [raw, raw])  # the very same bytes at two offsets
 
 

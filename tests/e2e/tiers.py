@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from kessai.clock import FakeClock
 from kessai.membus import MemoryBus
 from kessai.settings import Settings
+from tests.agents import agent_module
 from tests.e2e import bus
 
 
@@ -39,7 +40,7 @@ class MemoryTier:
         self.clock = FakeClock()
         self.bus = MemoryBus(settings, self.clock)
         for agent in agents:
-            self.bus.add_agent(agent)
+            self.bus.add_module(agent, agent_module(agent))
 
     async def send(self, topic: str, msg: Any, key: str, actor: str) -> None:
         await self.bus.send(topic, msg, key, actor)

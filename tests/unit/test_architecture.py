@@ -31,9 +31,7 @@ COMPOSER = "kessai.cli"  # the one runtime module that composes agents and the s
 # Generated for the development key set (`kessai keys init`), so they name its identities.
 SIM_USERS = frozenset({"deploy.values"})
 # Known breaches, each to be removed with its fix (a test fails once one is no longer there):
-# ``MemoryBus.add_agent(name)`` still looks the name up in ``agents.AGENTS``; it is to take the
-# agent module from its caller, as ``kessai.worker.build`` does (issue 6, item 7).
-KNOWN = {("kessai.membus", "agents")}
+KNOWN: set[tuple[str, str]] = set()
 
 
 @dataclass(frozen=True)

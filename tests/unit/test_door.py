@@ -22,6 +22,7 @@ from schemas.v1 import (
     ResultAck,
     SecondRequest,
 )
+from tests.agents import agent_module
 
 CONTENT = OrderContent([LineItem("XXXX", "x", 1000, 1)], "JPY", 50, 1050)
 
@@ -29,8 +30,8 @@ CONTENT = OrderContent([LineItem("XXXX", "x", 1000, 1)], "JPY", 50, 1050)
 @pytest.fixture
 def bus(keys_dir: Path, tmp_path: Path) -> MemoryBus:
     b = MemoryBus(Settings(keys_dir=keys_dir, data_dir=tmp_path), FakeClock())
-    b.add_agent("settlement")
-    b.add_agent("issuer")
+    b.add_module("settlement", agent_module("settlement"))
+    b.add_module("issuer", agent_module("issuer"))
     return b
 
 

@@ -10,6 +10,7 @@ from kessai.membus import MemoryBus
 from kessai.money import Money
 from kessai.settings import Settings
 from schemas.v1 import FirstRequest, LineItem, OrderContent, SecondRequest
+from tests.agents import agent_module
 
 CONTENT = OrderContent([LineItem("XXXX", "x", 1000, 1)], "JPY", 50, 1050)
 
@@ -21,8 +22,8 @@ def traces(bus: MemoryBus, topic: str) -> list[str]:
 def bus_with_settlement(keys_dir: Path, tmp_path: Path) -> tuple[MemoryBus, FakeClock]:
     clock = FakeClock()
     bus = MemoryBus(Settings(keys_dir=keys_dir, data_dir=tmp_path), clock)
-    bus.add_agent("settlement")
-    bus.add_agent("issuer")
+    bus.add_module("settlement", agent_module("settlement"))
+    bus.add_module("issuer", agent_module("issuer"))
     return bus, clock
 
 
