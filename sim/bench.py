@@ -499,6 +499,7 @@ def _idle(system: System, seconds: float, progress: Progress) -> dict[str, Any]:
     """CPU of the idle system: after a pause for the fetch waits to grow, ``seconds`` of
     nothing to do."""
     bar = progress.task("idle system", round(seconds) + 3)
+    settled = _settle(system)  # a backlog still being worked off is not idle
     for i in range(3):
         time.sleep(1.0)
         bar(i + 1)
@@ -511,6 +512,7 @@ def _idle(system: System, seconds: float, progress: Progress) -> dict[str, Any]:
     machine = cpu.busy_fraction(busy, cpu.machine_busy())
     total = sum(used.values()) / wall
     return {"seconds": round(wall, 1), "cores_total": round(total, 3),
+            "settled": settled is not None,
             "per_process": {k: round(v / wall, 3) for k, v in
                             sorted(used.items(), key=lambda x: -x[1])},
             "other_cores_busy": round(max(0.0, machine * (os.cpu_count() or 1) - total), 3)
@@ -767,6 +769,9 @@ def print_report(r: dict[str, Any], out: Any = sys.stdout) -> None:
     if idle:
         w(f"idle system    {idle['cores_total']:.3f} cores over {idle['seconds']:.0f} s after the "
           "run (" + ", ".join(f"{k} {v:.3f}" for k, v in idle["per_process"].items()) + ")\n")
+        if not idle.get("settled", True):
+            w("               NOTE: the system was still working off a backlog: not an idle "
+              "figure\n")
     fc = r["flow"]
     w(f"flow           one purchase = {fc['records']} signed records ({fc['hops']} on its path), "
       f"readers from the {fc['readers_from']}; the steps: "
