@@ -41,6 +41,10 @@ class Waits:
     fetch_wait_busy_ms: int
     fetch_wait_idle_ms: int
     idle_after_ms: int = 2_000
+    # Between the two: after a fetch came back empty, the wait doubles up to this until
+    # ``idle_after_ms`` has passed, then up to ``fetch_wait_idle_ms`` (equal to the busy wait:
+    # stay short until idle).
+    fetch_wait_quiet_ms: int = 0
     linger_ms: int = 0
     commit_interval_ms: int = 200
     max_poll_records: int = 500
@@ -56,6 +60,13 @@ class Waits:
         if self.fetch_wait_idle_ms < self.fetch_wait_busy_ms:
             raise ConfigError("fetch_wait_idle_ms must be at least fetch_wait_busy_ms "
                               f"({self.fetch_wait_idle_ms} < {self.fetch_wait_busy_ms})")
+        if self.fetch_wait_quiet_ms < 0 or self.fetch_wait_quiet_ms > self.fetch_wait_idle_ms:
+            raise ConfigError("fetch_wait_quiet_ms must be between 0 (the busy wait) and "
+                              f"fetch_wait_idle_ms, got {self.fetch_wait_quiet_ms}")
+
+    @property
+    def quiet_cap_ms(self) -> int:
+        return max(self.fetch_wait_busy_ms, self.fetch_wait_quiet_ms)
 
     @classmethod
     def for_kind(cls, kind: str) -> Waits:
@@ -70,6 +81,7 @@ class Waits:
 _WAIT_ENV = (("fetch_wait_busy_ms", "KESSAI_FETCH_WAIT_MS"),
              ("fetch_wait_idle_ms", "KESSAI_FETCH_WAIT_IDLE_MS"),
              ("idle_after_ms", "KESSAI_IDLE_AFTER_MS"),
+             ("fetch_wait_quiet_ms", "KESSAI_FETCH_WAIT_QUIET_MS"),
              ("linger_ms", "KESSAI_LINGER_MS"),
              ("commit_interval_ms", "KESSAI_COMMIT_INTERVAL_MS"),
              ("max_poll_records", "KESSAI_MAX_POLL_RECORDS"))

@@ -38,8 +38,9 @@ log = logging.getLogger("kessai.transport")
 
 
 class AdaptiveWait:
-    """The consumer's fetch wait: ``busy_ms`` while records flow, then doubling per empty
-    fetch up to ``idle_ms`` once ``idle_after_ms`` passed without a record."""
+    """The consumer's fetch wait: ``fetch_wait_busy_ms`` after a fetch that brought records;
+    doubling per empty fetch up to ``fetch_wait_quiet_ms``, and once ``idle_after_ms`` passed
+    without a record up to ``fetch_wait_idle_ms``."""
 
     def __init__(self, waits: Waits, clock: Any = time.monotonic) -> None:
         self.waits = waits
@@ -54,8 +55,10 @@ class AdaptiveWait:
         if had_data:
             self._last_data = now
             self.current_ms = w.fetch_wait_busy_ms
-        elif (now - self._last_data) * 1000 >= w.idle_after_ms:
-            self.current_ms = min(w.fetch_wait_idle_ms, max(self.current_ms * 2, 1))
+        else:
+            idle = (now - self._last_data) * 1000 >= w.idle_after_ms
+            cap = w.fetch_wait_idle_ms if idle else w.quiet_cap_ms
+            self.current_ms = min(cap, max(self.current_ms * 2, 1))
         return self.current_ms
 
 

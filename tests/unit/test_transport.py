@@ -124,3 +124,16 @@ async def test_after_an_assignment_never_committed_partitions_are_sought_to_the_
     from aiokafka import TopicPartition
 
     assert all(type(tp) is TopicPartition for tp in sought)  # aiokafka refuses faust's TP
+
+
+def test_a_quiet_cap_lets_empty_fetches_back_off_before_the_idle_time() -> None:
+    now = [0.0]
+    waits = Waits(fetch_wait_busy_ms=4, fetch_wait_idle_ms=250, idle_after_ms=2_000,
+                  fetch_wait_quiet_ms=20)
+    w = transport.AdaptiveWait(waits, clock=lambda: now[0])
+    w.on_fetch(True)
+    now[0] = 0.1
+    assert [w.on_fetch(False) for _ in range(4)] == [8, 16, 20, 20]  # quiet, not yet idle
+    now[0] = 3.0
+    assert w.on_fetch(False) == 40  # idle: on towards the idle wait
+    assert w.on_fetch(True) == 4
