@@ -83,6 +83,7 @@ def test_waits_per_broker_kind_and_validation() -> None:
     from kessai.errors import ConfigError
 
     assert Waits.for_kind("embedded").fetch_wait_busy_ms < 20
+    assert Waits.for_kind("embedded").quiet_cap_ms == 20
     assert Waits.for_kind("kafka").fetch_wait_busy_ms == 500  # Kafka's own default
     with pytest.raises(ConfigError, match="broker kind"):
         Waits.for_kind("pulsar")
