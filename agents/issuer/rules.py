@@ -11,12 +11,11 @@ gets the same answer for the same inputs.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from kessai.money import Money
+from protocols.cards import is_expired, pan_well_formed, parse_expiry
 
 APPROVED = "approved"
 UNREADABLE_ACCOUNT = "unreadable_account"
@@ -31,7 +30,6 @@ OVER_LIMIT = "over_limit"
 DECLINE_REASONS = (UNREADABLE_ACCOUNT, INVALID_ACCOUNT, INVALID_AMOUNT, UNKNOWN_ACCOUNT,
                    EXPIRY_MISMATCH, EXPIRED_CARD, CURRENCY_MISMATCH, OVER_LIMIT)
 
-_EXPIRY = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
 
 
 @dataclass(frozen=True)
@@ -69,42 +67,6 @@ class Decision:
     approved: bool
     reason: str
     auth_code: str = ""
-
-
-def luhn_ok(pan: str) -> bool:
-    """True if ``pan`` is ASCII digits whose Luhn (mod 10) check digit is right."""
-    # isascii: str.isdigit alone accepts "²" or Arabic-Indic digits, which int() may reject.
-    if not pan or not (pan.isascii() and pan.isdigit()):
-        return False
-    total = 0
-    for i, ch in enumerate(reversed(pan)):
-        d = int(ch)
-        if i % 2 == 1:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
-
-
-def pan_well_formed(pan: str) -> bool:
-    """13–19 digits (ISO/IEC 7812 card numbers) with a valid Luhn check digit."""
-    return 13 <= len(pan) <= 19 and luhn_ok(pan)
-
-
-def parse_expiry(expiry: str) -> tuple[int, int] | None:
-    """``"YYYY-MM"`` → ``(year, month)``, or None if it is not that shape."""
-    m = _EXPIRY.fullmatch(expiry)
-    return (int(m.group(1)), int(m.group(2))) if m else None
-
-
-def is_expired(expiry: str, now_ms: int) -> bool:
-    """A card is good through its expiry month; expired once the UTC month is later."""
-    parsed = parse_expiry(expiry)
-    if parsed is None:
-        return True
-    now = datetime.fromtimestamp(now_ms / 1000, tz=UTC)
-    return parsed < (now.year, now.month)
 
 
 def auth_code(join_key: str, amount: Money, used_minor: int, now_ms: int) -> str:

@@ -14,15 +14,18 @@ card number or password into an exception message.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from kessai import authenticators, crypto
 from kessai.authenticators import join_key
-from kessai.errors import KessaiError
 from kessai.money import Money
+from protocols.user import AUTH_METHODS as AUTH_METHODS
+from protocols.user import WalletError as WalletError
+from protocols.user import check_displayed as check_displayed
+from protocols.user import relay_of as relay_of
+from protocols.user import result_authentic as result_authentic
 from schemas.v1 import (
     Delivery,
     OrderContent,
@@ -33,13 +36,8 @@ from schemas.v1 import (
 )
 
 Tamper = Literal["none", "amount", "quantity"]
-AUTH_METHODS = ("signature", "channel", "password")
 
 
-class WalletError(KessaiError):
-    """The wallet cannot make the 2nd request (unknown card alias, incomplete wallet)."""
-
-    code = "wallet"
 
 
 def delivery_for(user_id: str) -> Delivery:
@@ -56,23 +54,6 @@ def describe(request: PaymentRequest) -> str:
             f"total {Money(c.total, c.currency)}; to pay {request.amount}")
 
 
-def check_displayed(ordered: Sequence[Any], request: PaymentRequest) -> str | None:
-    """A14: the user pays only "if there is no mistake". Returns what is wrong, or None.
-
-    The items must be what the user ordered (code and quantity), and the figures must add up:
-    total = Σ unit price × quantity + tax, and the amount to pay is that total.
-    """
-    c = request.content
-    want = collections.Counter((str(code), qty) for code, qty in
-                               (e for e in ordered if isinstance(e, (list, tuple)) and len(e) == 2))
-    shown = collections.Counter((i.code, i.quantity) for i in c.items)
-    if want != shown:
-        return "the items shown are not the items ordered"
-    if sum(i.unit_price * i.quantity for i in c.items) + c.tax != c.total:
-        return "the items and tax do not add up to the total shown"
-    if request.amount != c.amount:
-        return f"the amount to pay {request.amount} is not the total {c.amount}"
-    return None
 
 
 def tampered(content: OrderContent, amount: Money, tamper: Tamper) -> tuple[OrderContent, Money]:
@@ -150,20 +131,8 @@ def build_second_request(payment_request: PaymentRequest, wallet: Mapping[str, A
     return dataclasses.replace(second, user_authenticator=signature)
 
 
-def result_authentic(wallet: Mapping[str, Any], result: PaymentResult) -> bool:
-    """Cl. 11: the result's user authenticator, made with the key shared with the user."""
-    mac = wallet.get("result_mac")
-    if not mac:
-        return False
-    return authenticators.user_authenticator_ok(
-        bytes.fromhex(mac), result.shop_id, result.order_id, result.outcome, result.amount,
-        result.session, result.user_authenticator)
 
 
-def relay_of(result: PaymentResult) -> ResultRelay:
-    """M10 (A22, cl. 7): the result for the shop, its authenticator copied unchanged."""
-    return ResultRelay(result.shop_id, result.order_id, result.outcome, result.amount,
-                       result.shop_authenticator)
 
 
 def forged_relay(result: PaymentResult) -> ResultRelay:

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 import pytest
 
 from agents.issuer import rules
-from agents.issuer.rules import Account, Decision, decide, is_expired, luhn_ok, pan_well_formed
+from agents.issuer.rules import Account, Decision, decide
 from kessai.money import Money
+from protocols.cards import is_expired, luhn_ok, pan_well_formed
 
 PAN = "4111111111111111"  # public test number
 NOW = 1_700_000_000_000  # 2023-11-14T22:13:20Z
