@@ -281,9 +281,3 @@ class AgentContext:
                         DeadLetter(self.name, reason, detail, topic, partition, offset, original),
                         cid, sender=next(iter(self.keys)))
 
-
-def consume(ctx: AgentContext, name: str, topic: str, handler: Handler) -> None:
-    """Transitional: declare ``handler`` for every message type from every producer the
-    catalogue names for ``topic``. It still runs behind the door (verification, replay check,
-    dead letter on a handler exception); agents move to precise ``ctx.handle`` declarations."""
-    ctx.handle(topic, handler, types=(object,), senders=by_name(topic).producers, name=name)

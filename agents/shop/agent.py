@@ -44,7 +44,7 @@ from kessai import canonical
 from kessai.authenticators import join_key
 from kessai.errors import KessaiError
 from kessai.money import Money
-from kessai.runtime import AgentContext, Inbound, consume
+from kessai.runtime import AgentContext, Inbound
 from schemas.v1 import (
     FirstAccepted,
     FirstRequest,
@@ -316,11 +316,14 @@ def register(ctx: AgentContext, statement: Statement = HONEST) -> None:
     # VIA_TERMINAL inquiries go on as long as the settlement history can answer.
     shop = Shop(ctx, OrderDB(s.data_dir / "shop.sqlite"),
                 PollPolicy.from_env(give_up_ms=s.t_first_ms + s.t_history_ms), statement)
-    consume(ctx, "shop-order-requests", ORDER_REQUESTS, shop.on_order_request)
-    consume(ctx, "shop-first-acks", FIRST_ACKS, shop.on_first_accepted)
-    consume(ctx, "shop-payment-results", RESULTS, shop.on_payment_result)
-    consume(ctx, "shop-relayed-results", RELAYED, shop.on_relayed_result)
-    consume(ctx, "shop-inquiry-answers", ANSWERS, shop.on_inquiry_answer)
+    ctx.handle(ORDER_REQUESTS, shop.on_order_request, types=(OrderRequest,),
+               senders=ORDER_SENDERS)
+    ctx.handle(FIRST_ACKS, shop.on_first_accepted, types=(FirstAccepted,),
+               senders=("settlement",))
+    ctx.handle(RESULTS, shop.on_payment_result, types=(PaymentResult,), senders=("settlement",))
+    ctx.handle(RELAYED, shop.on_relayed_result, types=(ResultRelay,), senders=ORDER_SENDERS)
+    ctx.handle(ANSWERS, shop.on_inquiry_answer, types=(InquiryAnswer,),
+               senders=("settlement",))
 
     @ctx.every(shop.poll.timer_interval_s(ctx.settings.timer_interval_s))
     async def result_inquiries() -> None:
@@ -334,7 +337,7 @@ def register(ctx: AgentContext, statement: Statement = HONEST) -> None:
         await shop.db.close()
 
     # Seeds 000/001: the payment processing section (④→⑤) and the HTTP front (①②).
-    carts = procedure.register(ctx, shop.db, consume, shop.catalogues)
-    carrier.register(ctx, consume, shop.db)  # ⑪ wallet → gateway, ⑫ gateway → wallet
+    carts = procedure.register(ctx, shop.db, shop.catalogues)
+    carrier.register(ctx, shop.db)  # ⑪ wallet → gateway, ⑫ gateway → wallet
     shop_http.register(ctx, carts, shop.catalogues)
 

@@ -19,7 +19,6 @@ own order: PAID only for an approval of exactly the order's amount (ship only th
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from agents.shop.orders import OrderDB
@@ -110,12 +109,10 @@ def _txn(inbound: Inbound) -> str:
     return inbound.opened.envelope.correlation_id
 
 
-Consume = Callable[[AgentContext, str, str, Callable[[Inbound], Awaitable[None]]], None]
-
-
-def register(ctx: AgentContext, consume: Consume, orders: OrderDB | None = None) -> Carrier:
-    """Attach the two carrying consumers (``consume`` is the shop worker's safe consumer)."""
+def register(ctx: AgentContext, orders: OrderDB | None = None) -> Carrier:
+    """Declare the two carrying handlers."""
     carrier = Carrier(ctx, orders)
-    consume(ctx, "shop-payment-requests", PAYMENT_REQUESTS, carrier.on_payment_request)
-    consume(ctx, "shop-approvals", APPROVALS, carrier.on_approval)
+    ctx.handle(PAYMENT_REQUESTS, carrier.on_payment_request, types=(SetPaymentRequest,),
+               senders=("wallet",))
+    ctx.handle(APPROVALS, carrier.on_approval, types=(ApprovalResponse,), senders=("gateway",))
     return carrier

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from agents.shop import catalogue, pricing
@@ -134,15 +134,15 @@ class PaymentProcessing:
                           f"{MAX_ID_ATTEMPTS} attempts")
 
 
-Consume = Callable[[AgentContext, str, str, Callable[[Inbound], Awaitable[None]]], None]
 
 
-def register(ctx: AgentContext, orders: OrderDB, consume: Consume,
+def register(ctx: AgentContext, orders: OrderDB,
              catalogues: Mapping[str, Catalogue]) -> CartDB:
     """Attach the payment processing section; returns the cart DB the HTTP front fills."""
     carts = CartDB(ctx.settings.data_dir / "shop.sqlite")
     wallets = designated_wallets(os.environ.get("KESSAI_SHOP_WALLETS", ""), list(ctx.keys),
                                  ctx.registry.actors_of("wallet"))
     section = PaymentProcessing(ctx, orders, carts, wallets, catalogues)
-    consume(ctx, "shop-procedure-requests", PROCEDURE_REQUESTS, section.on_procedure_request)
+    ctx.handle(PROCEDURE_REQUESTS, section.on_procedure_request, types=(ProcedureRequest,),
+               senders=("relay",))
     return carts
