@@ -39,10 +39,6 @@ class Record:
     value: bytes
     headers: tuple[tuple[str, bytes], ...]
 
-    def opened(self) -> envelope.Opened:
-        return envelope.Opened(envelope.decode(self.value),
-                               envelope.body_of(envelope.decode(self.value)))
-
     @property
     def message(self) -> Any:
         return envelope.body_of(envelope.decode(self.value))

@@ -18,11 +18,11 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from kessai import authenticators, crypto
-from kessai.authenticators import join_key
+from kessai import crypto
 from kessai.money import Money
 from protocols.user import AUTH_METHODS as AUTH_METHODS
 from protocols.user import WalletError as WalletError
+from protocols.user import build_second_request as honest_second_request
 from protocols.user import check_displayed as check_displayed
 from protocols.user import relay_of as relay_of
 from protocols.user import result_authentic as result_authentic
@@ -38,8 +38,6 @@ from schemas.v1 import (
 Tamper = Literal["none", "amount", "quantity"]
 
 
-
-
 def delivery_for(user_id: str) -> Delivery:
     """The delivery details the development device fills into the order form (Fig. 4)."""
     return Delivery(name=f"{user_id} (dev user)", address="1-1 Dev-cho, Minato-ku, Tokyo",
@@ -52,8 +50,6 @@ def describe(request: PaymentRequest) -> str:
     lines = ", ".join(f"{i.code} {i.name} {i.unit_price}×{i.quantity}" for i in c.items)
     return (f"order {request.order_id} at {request.shop_id}: {lines}; tax {c.tax}; "
             f"total {Money(c.total, c.currency)}; to pay {request.amount}")
-
-
 
 
 def tampered(content: OrderContent, amount: Money, tamper: Tamper) -> tuple[OrderContent, Money]:
@@ -77,62 +73,24 @@ def build_second_request(payment_request: PaymentRequest, wallet: Mapping[str, A
                          card_alias: str, settlement_public: bytes, *,
                          tamper: Tamper = "none", wrong_password: bool = False,
                          forge_authenticator: bool = False) -> SecondRequest:
-    """The 2nd settlement request (M7, A15) for the order shown in ``payment_request``.
-
-    - account (cl. 14): the card ``card_alias`` sealed to the settlement server, bound to the
-      join key; omitted when the account is held at the settlement server (cl. 15);
-    - "password" users (cl. 13): the password sealed likewise (``wrong_password`` seals a wrong
-      one, to show AUTH_FAILED);
-    - "signature" users (cl. 10): the user's Ed25519 signature over the request body
-      (``forge_authenticator`` flips one byte of it);
-    - "channel" users (cl. 12): nothing extra; the terminal's signed envelope is the channel.
+    """The honest user's 2nd settlement request (:func:`protocols.user.build_second_request`),
+    with the simulated user's knobs: ``tamper`` alters what it states (signed as altered),
+    ``wrong_password`` seals a wrong password (to show AUTH_FAILED), ``forge_authenticator``
+    flips one byte of the user's signature.
 
     Raises:
         WalletError: unknown card alias, or a wallet without the auth data its method needs.
     """
-    auth = wallet.get("auth")
-    if auth not in AUTH_METHODS:
-        raise WalletError(f"wallet has no known authentication method (got {auth!r})")
-    key = join_key(payment_request.shop_id, payment_request.order_id)
     content, amount = tampered(payment_request.content, payment_request.amount, tamper)
-
-    account_sealed = None
-    if not wallet.get("held"):
-        card = wallet.get("cards", {}).get(card_alias)
-        if card is None:
-            raise WalletError(f"no card {card_alias!r} in the wallet")
-        account_sealed = crypto.seal(settlement_public,
-                                     authenticators.pack_account(card["pan"], card["expiry"]),
-                                     authenticators.account_context(key))
-
-    password_sealed = None
-    if auth == "password":
-        password = wallet.get("password")
-        if not password:
-            raise WalletError("password user without a password in the wallet")
-        if wrong_password:
-            password = "wrong-" + password
-        password_sealed = crypto.seal(settlement_public, password.encode(),
-                                      authenticators.password_context(key))
-
-    second = SecondRequest(
-        shop_id=payment_request.shop_id, order_id=payment_request.order_id,
-        session=payment_request.session, user_id=payment_request.user_id,
-        content=content, amount=amount, auth_method=auth,
-        account_sealed=account_sealed, password_sealed=password_sealed)
-    if auth != "signature":
-        return second
-    signing = wallet.get("signing")
-    if not signing:
-        raise WalletError("signature user without a signing key in the wallet")
-    signature = crypto.sign(bytes.fromhex(signing), authenticators.second_signing_bytes(second))
-    if forge_authenticator:
-        signature = bytes([signature[0] ^ 0x01]) + signature[1:]
-    return dataclasses.replace(second, user_authenticator=signature)
-
-
-
-
+    shown = dataclasses.replace(payment_request, content=content, amount=amount)
+    if wrong_password and wallet.get("password"):
+        wallet = {**wallet, "password": "wrong-" + wallet["password"]}
+    second = honest_second_request(shown, wallet, card_alias, settlement_public)
+    signature = second.user_authenticator
+    if forge_authenticator and signature:
+        second = dataclasses.replace(
+            second, user_authenticator=bytes([signature[0] ^ 0x01]) + signature[1:])
+    return second
 
 
 def forged_relay(result: PaymentResult) -> ResultRelay:
