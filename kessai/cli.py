@@ -20,6 +20,7 @@ from kessai.errors import ConfigError, KessaiError
 from kessai.settings import Settings
 
 SIM_FLAG = "--sim"
+LISTENS_ON_A_PORT = ("shop", "relay")  # one worker each: `up --replicas` refuses more
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,6 +49,9 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--exit-after-demo", action="store_true",
                     help="stop everything after the demo (for scripts)")
     up.add_argument("--agents", help="comma-separated agent types (default: all)")
+    up.add_argument("--replicas", metavar="AGENT=N[,...]",
+                    help="run N workers of an agent type, splitting its partitions (e.g. "
+                    "settlement=2); not for the shop and relay, which listen on one port")
 
     w = sub.add_parser("worker", help="run one agent type as a worker process")
     _common(w)
@@ -160,6 +164,8 @@ def parser() -> argparse.ArgumentParser:
                        "(default 5; 0 skips it)")
     bench.add_argument("--agents", help="comma-separated agent types the bench starts "
                        "(default: all, as 'kessai up')")
+    bench.add_argument("--replicas", metavar="AGENT=N[,...]",
+                       help="workers per agent type, as 'kessai up --replicas'")
     bench.add_argument("--keep", action="store_true",
                        help="keep the bench's temporary keys, data and worker logs")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
@@ -232,7 +238,7 @@ def dispatch(args: argparse.Namespace) -> int | None:
 
         # The development system: dev keys on first use, the simulator's agent variants.
         return up(args, settings_from(args), agents=list(AGENTS), make_keys=devkeys.init,
-                  worker_args=(SIM_FLAG,))
+                  worker_args=(SIM_FLAG,), single=LISTENS_ON_A_PORT)
     if cmd == "topics":
         from topics.provision import run_cli
 

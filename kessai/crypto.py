@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -27,6 +28,13 @@ _SUITES = {
 }
 
 
+# Key objects are built once per key, not once per signature (issue 6 item 4: building an
+# Ed25519 private key object cost more than the signature itself in the terminal's profile).
+_signer = functools.lru_cache(maxsize=1024)(Ed25519PrivateKey.from_private_bytes)
+_verifier = functools.lru_cache(maxsize=4096)(Ed25519PublicKey.from_public_bytes)
+_opener = functools.lru_cache(maxsize=256)(X25519PrivateKey.from_private_bytes)
+
+
 def new_signing_key() -> bytes:
     return Ed25519PrivateKey.generate().private_bytes_raw()
 
@@ -36,13 +44,13 @@ def signing_public(private: bytes) -> bytes:
 
 
 def sign(private: bytes, message: bytes) -> bytes:
-    return Ed25519PrivateKey.from_private_bytes(private).sign(message)
+    return _signer(private).sign(message)
 
 
 def verify(public: bytes, signature: bytes, message: bytes) -> None:
     """Raise BadSignature unless ``signature`` is valid for ``message``."""
     try:
-        Ed25519PublicKey.from_public_bytes(public).verify(signature, message)
+        _verifier(public).verify(signature, message)
     except (InvalidSignature, ValueError) as exc:
         raise BadSignature("signature does not verify") from exc
 
@@ -67,8 +75,7 @@ def seal(public: bytes, plaintext: bytes, info: bytes, suite: str = SEAL_SUITE_X
 def open_sealed(private: bytes, sealed: bytes, info: bytes,
                 suite: str = SEAL_SUITE_X25519) -> bytes:
     try:
-        return _suite(suite).decrypt(sealed, X25519PrivateKey.from_private_bytes(private),
-                                     info=info)
+        return _suite(suite).decrypt(sealed, _opener(private), info=info)
     except Exception as exc:  # the binding raises several types; all mean "cannot open"
         raise SealError("sealed field cannot be opened with this key and context") from exc
 

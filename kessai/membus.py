@@ -117,6 +117,7 @@ class MemoryBus:
                 await fn()
 
     async def stop(self) -> None:
+        await self.flush()
         for host in self._hosts:
             for fn in host.stops:
                 await fn()
@@ -149,10 +150,21 @@ class MemoryBus:
             rec = self._queue.popleft()
             for ctx in self.contexts:
                 if ctx.routes.on(rec.topic):
-                    await ctx.door.receive(rec.topic, rec.partition, rec.offset, rec.key,
-                                           rec.value)
+                    with ctx.batch.active():
+                        await ctx.door.receive(rec.topic, rec.partition, rec.offset, rec.key,
+                                               rec.value)
+                    if ctx.batch.handled_one():
+                        await ctx.batch.flush()
             delivered += 1
+            if not self._queue:
+                # As a worker does when no further record is at hand (kessai.batch).
+                await self.flush()
         return delivered
+
+    async def flush(self) -> None:
+        """Flush every agent's batch: its stores commit, its held records join the log."""
+        for ctx in self.contexts:
+            await ctx.batch.flush()
 
     async def tick(self) -> int:
         """Run every agent's timers once (at the clock's time), then drain."""

@@ -17,6 +17,7 @@ so a crash re-delivers and the handlers' effects must be (and are) idempotent.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -24,6 +25,7 @@ from typing import Any, Protocol
 import faust
 
 from kessai import envelope
+from kessai.batch import Batch, current_batch
 from kessai.clock import Clock, SystemClock
 from kessai.door import Door, Inbound
 from kessai.errors import ConfigError, KessaiError
@@ -75,6 +77,7 @@ def make_app(agent: str, settings: Settings) -> KessaiApp:
         value_serializer="raw",
     )
     app.kessai_waits = settings.waits
+    app.kessai_batches = []
     return app
 
 
@@ -95,6 +98,19 @@ class Host(Protocol):
     def at_stop(self, fn: Hook) -> None: ...
 
     def bind(self, ctx: AgentContext) -> None: ...
+
+
+async def _flush_or_die(batch: Batch, agent: str) -> None:
+    """Flush; if the stores cannot commit, end the worker. Nothing of the batch was announced
+    or committed, so its supervisor's restart redelivers it — the same as a kill -9 — instead
+    of an agent that silently stops consuming."""
+    try:
+        await batch.flush()
+    except Exception as exc:
+        log.critical("%s: a batch could not be made durable (%s); exiting so that its "
+                     "records are redelivered", agent, type(exc).__name__)
+        logging.shutdown()
+        os._exit(75)
 
 
 class FaustHost:
@@ -139,20 +155,34 @@ class FaustHost:
 
     def at_stop(self, fn: Hook) -> None:
         async def stop(sender: Any, **kwargs: Any) -> None:
+            # What the batches hold is stored and sent before a store closes.
+            for batch in getattr(self.app, "kessai_batches", ()):
+                await batch.flush()
             await fn()
 
         stop.__qualname__ = f"stop_{fn.__qualname__}"
         self.app.on_before_shutdown.connect(stop)  # type: ignore[arg-type]  # mode's stubs
 
     def bind(self, ctx: AgentContext) -> None:
-        """One faust agent per declared topic, every record through the door."""
+        """One faust agent per declared topic, every record through the door, in batches:
+        the batch is flushed when no further record is at hand (so a lone record is never
+        delayed), after ``max_poll_records`` records, and before every offset commit
+        (:class:`kessai.transport.KessaiApp`)."""
         door = ctx.door
+        batch = ctx.batch
+        batches = getattr(self.app, "kessai_batches", None)
+        if batches is not None and batch not in batches:
+            batches.append(batch)
         for topic in ctx.routes.topics():
             async def consume(stream: faust.StreamT, topic: str = topic) -> None:
-                async for event in stream.events():
-                    m = event.message
-                    raw = m.value if isinstance(m.value, bytes) else b""
-                    await door.receive(m.topic, m.partition, m.offset, m.key, raw)
+                queue = stream.channel.queue  # type: ignore[attr-defined]  # a faust Channel
+                with batch.active():
+                    async for event in stream.events():
+                        m = event.message
+                        raw = m.value if isinstance(m.value, bytes) else b""
+                        await door.receive(m.topic, m.partition, m.offset, m.key, raw)
+                        if batch.handled_one() or queue.empty():
+                            await _flush_or_die(batch, ctx.name)
 
             self.app.agent(self.topic(topic),
                            name=f"{ctx.name}-{topic.removeprefix('kessai.')}")(consume)
@@ -166,7 +196,7 @@ class Emitter:
         self.agent = agent
         self.keys = keys
         self.clock = clock
-        self._send = send
+        self._send_now = send
         self._may_produce: dict[tuple[str, str], bool] = {}
 
     def actor_keys(self, actor: str | None = None) -> ActorKeys:
@@ -191,8 +221,13 @@ class Emitter:
         keys = self.actor_keys(sender)
         self.check_producer(topic, keys.actor)
         env = envelope.seal_envelope(msg, correlation_id, keys, self.clock, trace_id)
-        await self._send(topic, (key if key is not None else correlation_id).encode(),
-                         envelope.encode(env), partition, env.headers())
+        record_key = (key if key is not None else correlation_id).encode()
+        batch = current_batch()
+        if batch is not None:  # inside a handler: leaves with its batch (kessai.batch)
+            batch.hold(topic, record_key, envelope.encode(env), partition, env.headers())
+        else:
+            await self._send_now(topic, record_key, envelope.encode(env), partition,
+                                 env.headers())
 
 
 @dataclass
@@ -210,11 +245,13 @@ class AgentContext:
     host: Host = field(init=False)
     emitter: Emitter = field(init=False)
     door: Door = field(init=False)
+    batch: Batch = field(init=False)
 
     def __post_init__(self) -> None:
         self.host = FaustHost(self.app) if isinstance(self.app, faust.App) else self.app
         self.routes = Routes(self.name)
         self.emitter = Emitter(self.name, self.keys, self.clock, self.host.send)
+        self.batch = Batch(self.host.send, self.settings.waits.max_poll_records)
         self.door = Door(self.name, self.routes, self.registry, self.clock,
                          self.settings.max_message_age_ms, self.dead_letter)
 

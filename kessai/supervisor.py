@@ -109,6 +109,41 @@ def stop_all(workers: list[WorkerProc], timeout: float = STOP_GRACE_S) -> None:
             proc.wait(5)
 
 
+def parse_replicas(spec: str | None, agents: Sequence[str],
+                   single: Sequence[str] = ()) -> dict[str, int]:
+    """Workers per agent type from ``settlement=2,issuer=2`` (every other agent: one).
+
+    Workers of one type share its consumer group, so they split its partitions (the unit of
+    parallelism: at most as many busy workers as the topics have partitions). ``single`` names
+    agents that cannot run twice on one machine (they listen on a fixed port).
+    """
+    counts = dict.fromkeys(agents, 1)
+    for part in (spec or "").split(","):
+        if not part.strip():
+            continue
+        name, sep, n = part.strip().partition("=")
+        if not sep or not n.strip().isdigit() or int(n) < 1:
+            raise ConfigError(f"--replicas: expected AGENT=N with N ≥ 1, got {part.strip()!r} "
+                              "(for example --replicas settlement=2)")
+        name = name.strip()
+        if name not in counts:
+            raise ConfigError(f"--replicas: {name!r} is not among the agents started "
+                              f"({', '.join(agents)})")
+        if int(n) > 1 and name in single:
+            raise ConfigError(f"--replicas: {name} listens on one fixed port; run one")
+        counts[name] = int(n)
+    return counts
+
+
+def worker_names(agents: Sequence[str], replicas: dict[str, int]) -> list[tuple[str, str]]:
+    """(agent, label) per worker process; the label names its log (``settlement-2``)."""
+    out = []
+    for agent in agents:
+        n = replicas.get(agent, 1)
+        out += [(agent, agent if n == 1 else f"{agent}-{i}") for i in range(1, n + 1)]
+    return out
+
+
 def demo_profile(settings: Settings) -> Settings:
     """Short lifetimes so the demo shows an EXPIRED order within seconds (unless set in env)."""
     changes = {}
@@ -120,13 +155,16 @@ def demo_profile(settings: Settings) -> Settings:
 
 
 def up(args: argparse.Namespace, settings: Settings, *, agents: Sequence[str],
-       make_keys: keys.Generator, worker_args: Sequence[str] = ()) -> int:
+       make_keys: keys.Generator, worker_args: Sequence[str] = (),
+       single: Sequence[str] = ()) -> int:
     """Run ``agents`` (names for `kessai worker`, each started with ``worker_args``) on the
-    embedded broker or ``--bootstrap``; ``make_keys`` creates the key set if there is none."""
+    embedded broker or ``--bootstrap``; ``make_keys`` creates the key set if there is none.
+    ``--replicas AGENT=N`` runs N workers of an agent type (not of those in ``single``)."""
     names = list(agents) if not args.agents else [a.strip() for a in args.agents.split(",")]
     unknown = [n for n in names if n not in agents]
     if unknown:
         raise ConfigError(f"unknown agent(s) {', '.join(unknown)}; known: {', '.join(agents)}")
+    replicas = parse_replicas(getattr(args, "replicas", None), names, single)
     stop = _StopFlag()  # from here on, SIGTERM and Ctrl-C stop `up` through the finally below
     if keys.ensure(settings.keys_dir, make_keys):
         say(f"created a development key set in {settings.keys_dir}")
@@ -152,15 +190,15 @@ def up(args: argparse.Namespace, settings: Settings, *, agents: Sequence[str],
         created = asyncio.run(create_all(settings))
         say(f"topics ready ({sum(1 for r in created if r.created)} created)")
         env = {**os.environ, **settings.child_env()}
-        for name in names:
+        for name, label in worker_names(names, replicas):
             if stop.set:
                 break
-            w = WorkerProc(name, settings.data_dir / "logs" / f"{name}.log", env,
+            w = WorkerProc(name, settings.data_dir / "logs" / f"{label}.log", env,
                            worker_args=tuple(worker_args))
             w.start()
             workers.append(w)
             assert w.proc is not None
-            say(f"worker {name:<11} pid {w.proc.pid}  log {w.log_path}")
+            say(f"worker {label:<13} pid {w.proc.pid}  log {w.log_path}")
         _wait_ready(workers, stop)
         say("all workers ready" if not stop.set else "stopping")
         if args.demo and not stop.set:

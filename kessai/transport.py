@@ -7,7 +7,9 @@
    broker kind (:class:`kessai.settings.Waits`), and it *adapts*: short while records flow,
    growing towards the idle wait once nothing has arrived for a while, so an idle worker does
    not keep the broker busy with empty fetches.
-2. **Commit only what is durable.** faust's at-least-once commit flushes its producer buffer
+2. **Commit only what is durable.** Handlers run in batches (:mod:`kessai.batch`): before
+   offsets are committed every batch is flushed (its stores commit, its held records are
+   handed to the producer). faust's at-least-once commit flushes its producer buffer
    for at most 0.1 s and then commits anyway, so a table (changelog) write still in the buffer
    or in flight can be lost by a kill -9 while the offset of the event that made it is already
    committed — a settlement half "accepted" and then gone after the restart. Here every commit
@@ -100,6 +102,10 @@ class _Consumer(faust_aiokafka.Consumer):
 
     async def perform_seek(self) -> None:
         await super().perform_seek()
+        # Which partitions this worker now owns: workers of one type split them
+        # (`kessai up --replicas`); an operator (and the replicas test) reads it here.
+        log.info("assigned %s", describe_assignment(
+            tp for tp in self.assignment() if not self._is_changelog_tp(tp)))
         fresh = never_committed(self.assignment(), self._committed_offset,
                                 self._is_changelog_tp)
         if fresh:
@@ -111,8 +117,21 @@ class _Consumer(faust_aiokafka.Consumer):
                      "beginning", len(fresh))
 
     async def _commit_offsets(self, offsets: Any, start_new_transaction: bool = True) -> bool:
+        # The offsets were chosen among events already handled; what those handlers wrote or
+        # emitted may still sit in a batch (kessai.batch): store it and send it first.
+        for batch in getattr(self.app, "kessai_batches", ()):
+            await batch.flush()
         await durable_flush(self.app.producer)
         return await super()._commit_offsets(offsets, start_new_transaction)
+
+
+def describe_assignment(tps: Any) -> str:
+    """``kessai.settlement.first[0,2] kessai.settlement.second[0,2]``: topics in name order."""
+    by_topic: dict[str, list[int]] = {}
+    for tp in tps:
+        by_topic.setdefault(tp.topic, []).append(tp.partition)
+    return " ".join(f"{t}[{','.join(map(str, sorted(ps)))}]"
+                    for t, ps in sorted(by_topic.items())) or "(nothing)"
 
 
 def never_committed(assigned: Any, committed: Any, is_changelog: Any) -> list[Any]:
@@ -143,6 +162,7 @@ class KessaiApp(faust.App):
     """A faust app whose consumer honours :class:`Waits` and commits only durable work."""
 
     kessai_waits: Waits
+    kessai_batches: list[Any]  # kessai.batch.Batch of each agent context the worker hosts
 
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)

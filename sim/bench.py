@@ -44,6 +44,7 @@ from kessai.authenticators import join_key
 from kessai.clock import SystemClock
 from kessai.errors import ConfigError, KessaiError
 from kessai.settings import Settings
+from kessai.supervisor import parse_replicas
 from schemas.v1 import PurchaseCommand
 from sim import cpu, floors, stats
 from sim.system import System, check_agents, external, start_own
@@ -802,13 +803,16 @@ def print_report(r: dict[str, Any], out: Any = sys.stdout) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     plan = plan_from(args)
     agents = check_agents(getattr(args, "agents", None))
+    # The shop and relay listen on one port each (as `kessai up --replicas`).
+    replicas = parse_replicas(getattr(args, "replicas", None), agents, ("shop", "relay"))
     is_external = bool(getattr(args, "bootstrap", None) or os.environ.get("KESSAI_BOOTSTRAP"))
     progress = Progress(enabled=not args.json)
     if is_external and getattr(args, "agents", None):
         raise ConfigError("--agents chooses the workers the bench starts; with --bootstrap the "
                           "running system's workers are measured (drop one of the two)")
     system = (external(settings) if is_external
-              else start_own(settings, agents, keep=args.keep, say=progress.say))
+              else start_own(settings, agents, keep=args.keep, say=progress.say,
+                             replicas=replicas))
     failed = True
     try:
         with progress:

@@ -24,7 +24,7 @@ from kessai import keys
 from kessai.broker import EmbeddedBroker, free_port, wait_reachable
 from kessai.errors import ConfigError, KessaiError
 from kessai.settings import Settings
-from kessai.supervisor import WorkerProc
+from kessai.supervisor import WorkerProc, worker_names
 from sim import cpu, devkeys
 
 BENCH_LIMIT_MINOR = 10**15  # the bench's own cards never hit a credit limit
@@ -116,8 +116,9 @@ def external(settings: Settings) -> System:
 
 def start_own(settings: Settings, agents: list[str], *, keep: bool = False,
               say: Callable[[str], None] = lambda _: None,
-              ready_timeout_s: float = 120.0) -> System:
-    """Broker on a free loopback port, topics, temporary keys and data, one worker per agent.
+              ready_timeout_s: float = 120.0, replicas: dict[str, int] | None = None) -> System:
+    """Broker on a free loopback port, topics, temporary keys and data, one worker per agent
+    (``replicas``: more of some, as ``kessai up --replicas``).
 
     Raises BenchError (with the log directory) if a worker exits or is not ready in time.
     """
@@ -140,8 +141,8 @@ def start_own(settings: Settings, agents: list[str], *, keep: bool = False,
                **settings.child_env(),
                # Own HTTP ports: a `kessai up` on this machine keeps its defaults.
                "KESSAI_SHOP_HTTP_PORT": str(free_port()), "KESSAI_RELAY_PORT": str(free_port())}
-        for name in agents:
-            w = WorkerProc(name, settings.data_dir / "logs" / f"{name}.log", env,
+        for name, label in worker_names(agents, replicas or {}):
+            w = WorkerProc(name, settings.data_dir / "logs" / f"{label}.log", env,
                            worker_args=SIM_WORKER_ARGS)
             w.start()
             system.workers.append(w)

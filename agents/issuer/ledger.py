@@ -23,6 +23,7 @@ import aiosqlite
 
 from agents.issuer import rules
 from agents.issuer.rules import Account, Decision
+from kessai.batch import defer_commit
 from kessai.errors import KessaiError
 from kessai.money import Money
 
@@ -80,6 +81,8 @@ class Ledger:
         return cls(db)
 
     async def close(self) -> None:
+        # A batch's decisions not yet committed are kept (stored before being announced).
+        await self._commit_batch()
         await self._db.close()
 
     async def __aenter__(self) -> Ledger:
@@ -91,8 +94,20 @@ class Ledger:
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[None]:
-        """One write transaction: commit on success, roll back on any error or cancel."""
+        """One write transaction: commit on success, roll back on any error or cancel.
+
+        Inside a handler batch (:mod:`kessai.batch`) it is a savepoint of the batch's one
+        transaction instead, committed when the batch flushes — before the results the batch
+        emitted leave and before its offsets are committed, so a charge is stored before it is
+        announced, as with one commit per authorization.
+        """
         async with self._lock:
+            if defer_commit(self, self._commit_batch):
+                async with self._savepoint():
+                    yield
+                return
+            if self._db.in_transaction:  # a batch's writes, stored early: harmless
+                await self._db.execute("COMMIT")
             await self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield
@@ -102,6 +117,27 @@ class Ledger:
                 if self._db.in_transaction:
                     await self._db.execute("ROLLBACK")
                 raise
+
+    @contextlib.asynccontextmanager
+    async def _savepoint(self) -> AsyncIterator[None]:
+        """One authorization inside the batch's transaction (opened on its first write);
+        an error undoes only this authorization."""
+        if not self._db.in_transaction:
+            await self._db.execute("BEGIN IMMEDIATE")
+        await self._db.execute("SAVEPOINT authorization")
+        try:
+            yield
+            await self._db.execute("RELEASE authorization")
+        except BaseException:
+            if self._db.in_transaction:
+                await self._db.execute("ROLLBACK TO authorization")
+                await self._db.execute("RELEASE authorization")
+            raise
+
+    async def _commit_batch(self) -> None:
+        async with self._lock:
+            if self._db.in_transaction:
+                await self._db.execute("COMMIT")
 
     async def seed(self, accounts: Iterable[Account]) -> int:
         """Insert accounts not yet known; existing ones (and their history) are kept as is.

@@ -7,12 +7,16 @@ once, and a final status (PAID / NOT_PAID) is set once and never changed.
 Status of an order: ``PENDING_ACK`` (settlement-assigned id not yet known, [0027]) →
 ``AWAITING_PAYMENT`` → ``PAID`` or ``NOT_PAID``.
 
-Every write is committed before the handler that made it returns, so before the runtime
-commits the offset of the record that caused it: after a kill -9 the DB holds at least what the
-committed offsets say was handled. One file per data directory, shared by every shop worker
-that runs there (WAL, busy timeout): a result keyed by join key finds its order whichever
-worker's partition it arrives on, and a due result inquiry is claimed by exactly one worker
-(a conditional UPDATE), so the worker that claims it is the one that asks.
+Inside a handler, writes join the handler batch's transaction (:mod:`kessai.batch`): the
+transaction is committed once per batch, before the records the batch's handlers emitted are
+sent and before the runtime commits the offsets of the records that caused them, so after a
+kill -9 the DB holds at least what the committed offsets say was handled. Outside a handler (a
+timer, an HTTP request) every write commits at once.
+
+One file per data directory, shared by every shop worker that runs there (WAL, busy timeout):
+a result keyed by join key finds its order whichever worker's partition it arrives on, and a
+due result inquiry is claimed by exactly one worker (a conditional UPDATE), so the worker that
+claims it is the one that asks.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import msgpack
 
 from agents.shop.inquiries import AWAITING_PAYMENT, Inquiry
 from agents.shop.results import FINAL
+from kessai.batch import defer_commit
 from kessai.money import Money
 from kessai.stores import SqliteDB
 from schemas.codec import from_body, to_body
@@ -120,6 +125,18 @@ class OrderDB(SqliteDB):
         await db.commit()
         return self
 
+    async def close(self) -> None:
+        # Writes a batch has not committed yet are kept: they are stored before the records
+        # that announce them would have been sent, as at a batch flush.
+        if self._conn is not None and self._conn.in_transaction:
+            await self._conn.commit()
+        await super().close()
+
+    async def _commit(self, db: aiosqlite.Connection) -> None:
+        """Commit now, or with the running handler batch (one commit per batch)."""
+        if not defer_commit(self, db.commit):
+            await db.commit()
+
     async def _one(self, sql: str, params: tuple[Any, ...]) -> Order | None:
         db = await self._db()
         async with db.execute(f"SELECT {_COLUMNS} FROM orders {sql}", params) as cur:
@@ -141,7 +158,7 @@ class OrderDB(SqliteDB):
              msgpack.packb(to_body(order.content), use_bin_type=True), order.amount.minor,
              order.amount.currency, order.status, order.outcome, order.polls,
              order.next_poll_ms, now_ms, order.trace_id))
-        await db.commit()
+        await self._commit(db)
         return await self.by_ref(order.shop_id, order.request_ref)
 
     async def by_ref(self, shop_id: str, request_ref: str) -> Order | None:
@@ -167,7 +184,7 @@ class OrderDB(SqliteDB):
             "UPDATE orders SET order_id = ?, status = ?, next_poll_ms = ? "
             "WHERE shop_id = ? AND request_ref = ? AND status = ?",
             (order_id, AWAITING_PAYMENT, next_poll_ms, shop_id, request_ref, PENDING_ACK))
-        await db.commit()
+        await self._commit(db)
         return await self.by_ref(shop_id, request_ref)
 
     async def finalise(self, shop_id: str, order_id: str, status: str, outcome: str,
@@ -188,7 +205,7 @@ class OrderDB(SqliteDB):
             (status, outcome, by, shop_id, order_id, AWAITING_PAYMENT))
         changed = cur.rowcount == 1
         await cur.close()
-        await db.commit()
+        await self._commit(db)
         if changed or not by:
             return changed
         async with db.execute(
@@ -229,5 +246,5 @@ class OrderDB(SqliteDB):
                 claimed.append(Inquiry(replace(o, polls=o.polls + 1,
                                                next_poll_ms=p.next_poll_ms), p.next_poll_ms))
             await cur.close()
-        await db.commit()
+        await self._commit(db)
         return claimed
