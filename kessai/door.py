@@ -48,6 +48,14 @@ class Inbound:
         return self.opened.envelope.trace_id
 
 
+def claimed_trace(raw: bytes) -> str:
+    """The trace id a record's envelope names, or "" if it does not decode."""
+    try:
+        return envelope.decode(raw).trace_id
+    except KessaiError:
+        return ""
+
+
 class ReplayCache:
     """Message ids seen, with where they were seen.
 
@@ -98,7 +106,13 @@ class Door:
         try:
             inbound = self.open(topic, partition, offset, key, raw)
         except KessaiError as exc:
-            await self.dead_letter(exc.code, str(exc), topic, partition, offset, raw, key)
+            # The dead letter joins the trace the record claims (unverified: a trace id is
+            # only a label to find the purchase by, never trusted for anything else).
+            token = envelope.CURRENT_TRACE.set(claimed_trace(raw))
+            try:
+                await self.dead_letter(exc.code, str(exc), topic, partition, offset, raw, key)
+            finally:
+                envelope.CURRENT_TRACE.reset(token)
             return
         route = admit(self.routes, topic, inbound.message, inbound.sender)
         if isinstance(route, Rejection):

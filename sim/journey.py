@@ -3,7 +3,10 @@ order's journey across the topics, hop by hop, with its outcome.
 
 The watcher reads every catalogued topic from the end offsets it saw before the first command
 (no consumer group, so it never disturbs the agents), verifies each envelope, and files each
-record under the purchase it belongs to by session, join key or request reference.
+record under the purchase whose trace it carries: every purchase command starts its own trace
+(the envelope's ``tr``, header ``kessai-trace-id``), which every record of that purchase
+inherits hop by hop, so nothing has to be learnt on the way (session → request reference →
+join key). ``kessai replay --trace ID`` shows the same records later.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class Hop:
     key: str
     signature_valid: bool
     body: dict[str, Any]
+    trace_id: str = ""
 
     def as_json(self, t0: int) -> dict[str, Any]:
         return {"t_ms": self.at_ms - t0, "topic": self.topic, "partition": self.partition,
@@ -154,8 +158,9 @@ class Watcher:
         try:
             env = envelope.decode(r.value or b"")
         except KessaiError:
+            header = dict(r.headers or ()).get(envelope.HEADER_TRACE, b"")
             return Hop(r.timestamp, topic, partition, r.offset, "<undecodable>", "", key, key,
-                       False, {})
+                       False, {}, header.decode("utf-8", "replace"))
         try:
             envelope.verify(env, self.registry)
             valid = True
@@ -166,7 +171,7 @@ class Watcher:
         except KessaiError:
             body = {}
         return Hop(r.timestamp, topic, partition, r.offset, env.type, env.sender,
-                   env.correlation_id, key, valid, body)
+                   env.correlation_id, key, valid, body, env.trace_id)
 
 
 @dataclass
@@ -175,26 +180,25 @@ class Purchase:
     command: PurchaseCommand
     expect: str | None = None
     hops: list[Hop] = field(default_factory=list)
-    ids: set[str] = field(default_factory=set)
     started_ms: int = 0
     done_ms: int | None = None
-
-    def __post_init__(self) -> None:
-        self.ids.add(self.command.session)
+    trace_id: str = field(default_factory=envelope.new_trace_id)  # the command's trace
 
     def relates(self, h: Hop) -> bool:
-        b = h.body
-        if h.key in self.ids or h.correlation_id in self.ids or b.get("session") in self.ids:
-            if b.get("shop_id") and b.get("order_id"):
-                self.ids.add(authenticators.join_key(b["shop_id"], b["order_id"]))
-            return True
-        if h.type == "settlement-first-accepted":
-            ref = f"{b['shop_id']}/ref:{b['request_ref']}"
-            jk = authenticators.join_key(b["shop_id"], b["order_id"])
-            if ref in self.ids or jk in self.ids:
-                self.ids |= {ref, jk}
-                return True
-        return False
+        """A record belongs to this purchase when it carries the purchase's trace."""
+        return h.trace_id == self.trace_id
+
+    @property
+    def join_key(self) -> str:
+        for h in self.hops:
+            if h.body.get("shop_id") and h.body.get("order_id"):
+                return authenticators.join_key(h.body["shop_id"], h.body["order_id"])
+        return ""
+
+    @property
+    def ids(self) -> set[str]:
+        """The purchase's session and, once known, its join key."""
+        return {self.command.session} | ({self.join_key} if self.join_key else set())
 
     @property
     def outcome(self) -> str | None:
@@ -234,14 +238,26 @@ class Purchase:
     def report(self) -> dict[str, Any]:
         t0 = self.started_ms
         return {
-            "name": self.name, "order_id": self.order_id,
-            "join_key": next((i for i in self.ids if "/" in i and "/ref:" not in i), ""),
+            "name": self.name, "order_id": self.order_id, "trace_id": self.trace_id,
+            "join_key": self.join_key,
             "session": self.command.session, "user": self.command.user_id,
             "shop": self.command.shop_id, "outcome": self.outcome or "TIMEOUT",
             "shop_status": self.shop_status, "expected": self.expect,
             "elapsed_s": round(((self.done_ms or t0) - t0) / 1000, 3),
             "journey": [h.as_json(t0) for h in sorted(self.hops, key=lambda h: h.at_ms)],
         }
+
+
+def file_hops(by_trace: dict[str, Purchase], hops: list[Hop]) -> list[Hop]:
+    """File each hop under the purchase of its trace; return the hops of other traces."""
+    others = []
+    for h in hops:
+        p = by_trace.get(h.trace_id)
+        if p is not None:
+            p.hops.append(h)
+        else:
+            others.append(h)
+    return others
 
 
 async def drive(settings: Settings, purchases: list[Purchase], timeout_s: float,
@@ -257,24 +273,15 @@ async def drive(settings: Settings, purchases: list[Purchase], timeout_s: float,
     clock = SystemClock()
     try:
         for p in purchases:
-            env = envelope.seal_envelope(p.command, p.command.session, operator, clock)
+            env = envelope.seal_envelope(p.command, p.command.session, operator, clock,
+                                         p.trace_id)
             p.started_ms = env.created_ms
             await producer.send_and_wait(COMMANDS, envelope.encode(env),
                                          key=p.command.session.encode(), headers=env.headers())
+        by_trace = {p.trace_id: p for p in purchases}
         deadline = time.monotonic() + timeout_s
-        unfiled: list[Hop] = []
         while time.monotonic() < deadline and any(p.done_ms is None for p in purchases):
-            unfiled += await watcher.poll()
-            changed = True
-            while changed:  # a new id learnt from one hop may claim earlier hops
-                changed = False
-                for h in list(unfiled):
-                    for p in purchases:
-                        if p.relates(h):
-                            p.hops.append(h)
-                            unfiled.remove(h)
-                            changed = True
-                            break
+            file_hops(by_trace, await watcher.poll())
             for p in purchases:
                 if p.done_ms is None and p.finished():
                     p.done_ms = max(h.at_ms for h in p.hops)
@@ -283,11 +290,7 @@ async def drive(settings: Settings, purchases: list[Purchase], timeout_s: float,
         # Collect trailing hops (acks, relays) for a moment.
         end = time.monotonic() + 0.8
         while time.monotonic() < end:
-            for h in await watcher.poll(200):
-                for p in purchases:
-                    if p.relates(h):
-                        p.hops.append(h)
-                        break
+            file_hops(by_trace, await watcher.poll(200))
     finally:
         await producer.stop()
         await watcher.stop()
@@ -331,7 +334,7 @@ def print_journey(p: Purchase, out: Any = sys.stdout) -> None:
     r = p.report()
     out.write(f"\n{r['name']}: order {r['join_key'] or '?'} ({r['user']} at {r['shop']})  "
               f"outcome {r['outcome']}  shop {r['shop_status'] or '-'}  "
-              f"{r['elapsed_s']:.2f}s\n")
+              f"{r['elapsed_s']:.2f}s  (kessai replay --trace {r['trace_id']})\n")
     for hop in r["journey"]:
         mark = "✓" if hop["signature_valid"] else "✗"
         out.write(f"   +{hop['t_ms'] / 1000:6.3f}s  {hop['topic']:<34} {hop['sender']:<11} "
