@@ -1,9 +1,10 @@
-"""Batches at the edges (issue 6, item 4): one SQLite commit and one burst of produces for all
-the records a worker has at hand, not one per record.
+"""Batches at the edges (issue 6, item 4): one SQLite commit per store, and the records that
+announce its writes produced together, for all the records a worker has at hand.
 
-While a worker handles the records a poll brought, what their handlers emit is *held* and the
-SQLite writes they make stay in one open transaction per store. When no record is left to
-handle at once (or ``max_records`` were handled, or an offset commit is due) the batch is
+While a worker handles the records a poll brought, the SQLite writes their handlers make stay
+in one open transaction per store, and every record emitted after such a write is *held*
+(a record emitted while no write waits leaves at once, as without batching). When no record is
+left to handle at once (or ``max_records`` were handled, or an offset commit is due) the batch is
 **flushed**: first every store that wrote commits its transaction, then the held records are
 handed to the producer together, none awaited until the broker acks it. The runtime's offset
 commit then waits until the broker has acknowledged every record
@@ -48,6 +49,13 @@ class Batch:
     @property
     def pending(self) -> bool:
         return bool(self._held or self._commits)
+
+    @property
+    def holding(self) -> bool:
+        """True while a store's writes wait for the flush: a record emitted now must wait
+        too (it may announce them). Otherwise a record can leave at once, as it would
+        without batching."""
+        return bool(self._commits or self._held)
 
     def hold(self, topic: str, key: bytes, value: bytes, partition: int | None,
              headers: list[tuple[str, bytes]]) -> None:

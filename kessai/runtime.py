@@ -223,7 +223,7 @@ class Emitter:
         env = envelope.seal_envelope(msg, correlation_id, keys, self.clock, trace_id)
         record_key = (key if key is not None else correlation_id).encode()
         batch = current_batch()
-        if batch is not None:  # inside a handler: leaves with its batch (kessai.batch)
+        if batch is not None and batch.holding:  # announces writes not yet committed
             batch.hold(topic, record_key, envelope.encode(env), partition, env.headers())
         else:
             await self._send_now(topic, record_key, envelope.encode(env), partition,

@@ -180,3 +180,31 @@ async def test_offsets_are_committed_only_after_every_batch_is_flushed(
     assert await transport._Consumer._commit_offsets(consumer, {}) is True
     assert order == ["store commit", "send", "producer acks", "commit offsets"]
 
+
+
+async def test_a_record_waits_for_the_flush_only_once_a_store_write_waits(
+        keys_dir: Path) -> None:
+    from kessai import keys
+    from kessai.clock import FakeClock
+    from kessai.runtime import Emitter
+    from schemas.v1 import ResultAck
+
+    log: list[str] = []
+    sent = _Sent(log)
+    emitter = Emitter("shop", {"shop-1": keys.load_actor(keys_dir, "shop-1")}, FakeClock(),
+                      sent)
+    b = Batch(sent)
+
+    async def commit() -> None:
+        log.append("commit")
+
+    with b.active():
+        await emitter.emit("kessai.payment-results.acks", ResultAck("shop-1", "o1"), "k1")
+        assert log == ["send kessai.payment-results.acks"]  # no write waits: at once
+        batching.defer_commit(b, commit)
+        await emitter.emit("kessai.payment-results.acks", ResultAck("shop-1", "o2"), "k2")
+        assert len(log) == 1  # announces a write not yet committed: held
+    await b.flush()
+    assert log == ["send kessai.payment-results.acks", "commit",
+                   "send kessai.payment-results.acks"]
+    assert [k for _, k in sent.records] == [b"k1", b"k2"]
