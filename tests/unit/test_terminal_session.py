@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from agents.shop.pricing import price
 from agents.terminal import session
-from agents.terminal.session import Audit, Note, Pay, Policy, Relay, SendOrder
+from agents.terminal.session import Audit, Note, Pay, Policy, Relay, SendOrder, Tell
 from schemas.v1 import PaymentRequest, PaymentResult, PurchaseCommand
 from sim.devdata import Catalogue
 
@@ -108,7 +108,7 @@ def test_a_user_who_walks_away_never_pays_and_is_forgotten() -> None:
 def test_the_result_is_relayed_once_in_via_terminal_mode() -> None:
     paid = session.on_payment_request(ordered(), request(), NOW, POLICY).state
     step = session.on_result(paid, result(), True, NOW + 500, POLICY)
-    assert step.effects == [Relay(forged=False)]
+    assert step.effects == [Tell("order 1234567890: APPROVED"), Relay(forged=False)]
     assert step.state is not None and step.state.relayed and step.state.outcome == "APPROVED"
     assert step.state.forget_at_ms == NOW + 500 + POLICY.keep_ms
     again = session.on_result(step.state, result(), True, NOW + 600, POLICY)
@@ -117,16 +117,26 @@ def test_the_result_is_relayed_once_in_via_terminal_mode() -> None:
 
 def test_no_relay_in_the_other_modes_and_a_forged_relay_on_demand() -> None:
     paid = session.on_payment_request(ordered(), request(), NOW, POLICY).state
-    assert session.on_result(paid, result(mode="DIRECT_BOTH"), True, NOW, POLICY).effects == []
+    assert session.on_result(paid, result(mode="DIRECT_BOTH"), True, NOW, POLICY).effects == [
+        Tell("order 1234567890: APPROVED")]
     forging = session.on_payment_request(ordered(forge_relay=True), request(), NOW, POLICY).state
-    assert session.on_result(forging, result(), True, NOW, POLICY).effects == [
+    assert session.on_result(forging, result(), True, NOW, POLICY).effects[1:] == [
         Relay(forged=True)]
 
 
-def test_a_result_that_does_not_authenticate_is_reported_and_still_relayed() -> None:
+def test_a_result_that_does_not_authenticate_is_refused_and_the_user_told() -> None:
+    """Cl. 11/28/40: a result without a valid settlement authenticator is not the outcome,
+    is not relayed, and the user is told; an authentic copy later is still taken."""
     paid = session.on_payment_request(ordered(), request(), NOW, POLICY).state
+    assert paid is not None
     step = session.on_result(paid, result(), False, NOW, POLICY)
-    assert [type(e) for e in step.effects] == [Audit, Relay]
+    assert step.state == paid  # no outcome taken, nothing relayed, not forgotten sooner
+    assert [type(e) for e in step.effects] == [Audit, Tell]
+    assert step.effects[0].kind == "bad-result-authenticator"  # type: ignore[union-attr]
+    assert "could not be verified" in step.effects[1].text  # type: ignore[union-attr]
+    later = session.on_result(paid, result(), True, NOW, POLICY)
+    assert later.state is not None and later.state.outcome == "APPROVED"
+    assert [type(e) for e in later.effects] == [Tell, Relay]
 
 
 def test_a_result_for_another_order_of_the_session_is_not_relayed() -> None:
