@@ -52,3 +52,27 @@ def test_a_token_needs_two_well_formed_halves_and_has_no_padding() -> None:
         with pytest.raises(sessions.ForgedSession):
             sessions.read_token(key, forged)
     assert "=" not in token  # the tag's base64 padding is dropped
+
+
+def test_every_flow_starts_at_its_own_stage() -> None:
+    assert flow.first_stage("set-wallet") == flow.PROCEDURE
+    assert flow.first_stage("two-sided") == flow.ORDERING
+    assert flow.first_stage("enrol") == flow.ENROL_FORM
+
+
+@pytest.mark.parametrize("request_", ["approve", "confirm", "enrol"])
+@pytest.mark.parametrize("stage", sorted(flow.FINAL))
+def test_a_last_step_repeated_after_the_end_shows_the_result_and_sends_nothing(
+        request_: str, stage: str) -> None:
+    assert isinstance(flow.on_request(request_, stage), flow.Show)
+
+
+def test_other_steps_after_the_end_are_out_of_step() -> None:
+    for stage in flow.FINAL:
+        assert isinstance(flow.on_request("login", stage), flow.OutOfStep)
+
+
+def test_garbage_is_not_the_same_payment_information() -> None:
+    from agents.wallet.checks import same_payment_information
+
+    assert not same_payment_information(b"not an envelope", b"not an envelope")
