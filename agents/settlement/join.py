@@ -135,8 +135,15 @@ def on_second(state: JoinState | None, key: str, partition: int, second: SecondR
               digest: bytes, problem: SecondProblem, now: int, policy: Policy) -> Step:
     state = state or _new(key, partition)
     if state.status == DONE:
-        return Step(state, [SendResult("user")] if state.second_digest in (None, digest)
-                    else [Audit("DUPLICATE_CONFLICT", "2nd request for a settled order")])
+        # Settled (or expired) already: never collated again, never to the FI host; the user
+        # gets the one outcome. A late 2nd request after a lone 1st expired is kept without its
+        # secrets, so the result names the user's session and carries their authenticator.
+        if state.second_digest not in (None, digest):
+            return Step(state, [Audit("DUPLICATE_CONFLICT", "2nd request for a settled order")])
+        if state.second is None:
+            state = replace(state, second={**to_body(second), **dict.fromkeys(_SECRET_FIELDS)},
+                            second_digest=digest)
+        return Step(state, [SendResult("user")])
     if state.second is not None:
         if digest == state.second_digest:
             return Step(state)

@@ -8,8 +8,10 @@ Protocol, top to bottom, per purchase session:
 3. A15     after the user's think time, the 2nd settlement request (M7) →
            ``kessai.settlement.second``, with the account and password sealed to the settlement
            server and, for signature users, the user authenticator (cl. 10/12/13/15).
-4. A19–A22 the result (M9) arrives; the device checks its user authenticator (cl. 11) and, in
-           VIA_TERMINAL mode, relays it to the shop with the shop authenticator unchanged (cl. 7).
+4. A19–A22 the result (M9) arrives; the device checks the settlement authenticator made for the
+           user (cl. 11) and refuses a result without a valid one (the user is told); an
+           authentic result is shown and, in VIA_TERMINAL mode, relayed to the shop with the
+           shop authenticator unchanged (cl. 7).
 
 Every purchase in progress survives a kill -9 (issue 6, item 10): its state (:mod:`session`)
 lives in the changelog-backed ``terminal-sessions`` table, keyed by session. Wake-ups and
@@ -138,9 +140,6 @@ class Terminal:
             self.wallet_of(before.purchase().user_id) or {}, result)
         step = session.on_result(before, result, authentic, self.ctx.clock.now_ms(),
                                  self.policy)
-        if before is not None:
-            log.info("terminal %s: order %s %s", result.session, result.order_id,
-                     result.outcome)
         await self._apply(result.session, before, step, result)
 
     # 3. The user's think time is over (or the session is done): a durable deadline.
@@ -194,6 +193,9 @@ class Terminal:
         elif isinstance(effect, session.Note):
             assert state is not None
             log.info("terminal %s: %s", state.session, effect.text)
+        elif isinstance(effect, session.Tell):
+            assert state is not None
+            log.warning("terminal %s tells the user: %s", state.session, effect.text)
         elif isinstance(effect, session.SendOrder):
             assert state is not None
             cmd = state.purchase()

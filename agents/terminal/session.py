@@ -11,7 +11,9 @@ Rules in one place:
 - the device shows one payment request per session and checks it (A14: "if there is no
   mistake"); it pays once, after the user's think time (A15). The time to pay is part of the
   state, so it survives a restart and fires without new traffic (:func:`on_tick`);
-- the result is checked (cl. 11) and, in VIA_TERMINAL mode, relayed to the shop once (cl. 7);
+- the result is checked (cl. 11): one whose settlement authenticator is missing or does not
+  verify is refused and the user told so; an authentic one is shown and, in VIA_TERMINAL mode,
+  relayed to the shop once (cl. 7);
 - a session is forgotten ``keep_ms`` after its result (or after the user walked away or refused
   the request), and in any case ``lifetime_ms`` after the purchase command. ``keep_ms``
   defaults to the door's default freshness window (15 min): by the time a session is
@@ -147,7 +149,14 @@ class Note:
     text: str
 
 
-Effect = SendOrder | Pay | Relay | Audit | Note
+@dataclass(frozen=True)
+class Tell:
+    """What the device shows its user (its screen is the terminal's log)."""
+
+    text: str
+
+
+Effect = SendOrder | Pay | Relay | Audit | Note | Tell
 
 
 @dataclass(frozen=True)
@@ -213,9 +222,11 @@ def on_result(state: Session | None, result: PaymentResult, authentic: bool, now
               policy: Policy) -> Step:
     """A19–A22: the user's result; checked (cl. 11), relayed once in VIA_TERMINAL (cl. 7).
 
-    ``authentic``: the result's user authenticator verifies with the user's key (the shell
-    holds the wallet). A result that does not authenticate is still relayed: the shop checks
-    its own authenticator, so the relay cannot make it ship on a bad result.
+    ``authentic``: the result's settlement authenticator for the user (cl. 11/28/40) is
+    present and verifies with the key the user shares with the settlement server (the shell
+    holds the wallet). A result that does not authenticate is refused: audited, the user is
+    told it could not be verified, it is neither taken as the outcome nor relayed, and the
+    session waits on for an authentic copy (or the shop learns the result from the history).
     """
     if state is None:
         return Step(None)
@@ -225,10 +236,15 @@ def on_result(state: Session | None, result: PaymentResult, authentic: bool, now
                                                                   result.order_id):
         return Step(state, [Audit("unexpected-result", key,
                                   f"session {result.session} pays order {shown.order_id}")])
-    effects: list[Effect] = []
     if not authentic:
-        effects.append(Audit("bad-result-authenticator", key,
-                             "user authenticator of the result does not verify"))
+        return Step(state, [
+            Audit("bad-result-authenticator", key,
+                  "the settlement authenticator of the result is missing or does not verify"),
+            Tell(f"the result for order {result.order_id} could not be verified as the "
+                 "settlement server's; it was not accepted")])
+    if state.outcome is not None:
+        return Step(state)  # a redelivered copy: taken and relayed already
+    effects: list[Effect] = [Tell(f"order {result.order_id}: {result.outcome}")]
     new = _forget_soon(replace(state, outcome=result.outcome), now, policy)
     if result.result_mode == "VIA_TERMINAL" and not state.relayed:
         new = replace(new, relayed=True)

@@ -33,13 +33,15 @@ RESTARTED_LINE = re.compile(r"worker (\S+) restarted \(pid (\d+)")
 class Up:
     """A `kessai up` subprocess whose stdout lines are collected by a reader thread."""
 
-    def __init__(self, tmp_path: Path, *args: str) -> None:
+    def __init__(self, tmp_path: Path, *args: str, python: Path | str = sys.executable,
+                 env: dict[str, str] | None = None) -> None:
         self.port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KESSAI_")}
+        env = {k: v for k, v in (os.environ if env is None else env).items()
+               if not k.startswith("KESSAI_")}
         env["KESSAI_KEYS"] = str(tmp_path / "keys")
         self.keys_dir = tmp_path / "keys"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kessai.cli", "up", "--port", str(self.port), *args],
+            [str(python), "-m", "kessai.cli", "up", "--port", str(self.port), *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             text=True, env=env, cwd=tmp_path)
         self.lines: list[str] = []

@@ -260,7 +260,29 @@ def test_every_path_reaches_exactly_one_terminal_outcome(outcome_path: str) -> N
             step = settle(step.state)  # type: ignore[arg-type]
     final = step.state
     assert final and final.status == join.DONE
-    # Nothing that arrives afterwards changes it.
+    # Nothing that arrives afterwards changes it, collates again or asks the FI host (a result
+    # sent again is built from the stored outcome).
     for later in (run_first(final, first()), run_second(final, second()),
+                  run_second(final, second(content=fig5(quantity=2))),
                   settle(final, approved=False), join.on_tick(final, T0 + 1, P)):
-        assert later.state is None or later.state.outcome == final.outcome
+        assert later.state is None or (later.state.outcome == final.outcome
+                                       and later.state.status == join.DONE)
+        assert not authorizes(later)
+        assert not any(isinstance(e, join.Audit) and e.kind == "MISMATCH"
+                       for e in later.effects)
+
+
+def test_a_second_request_after_a_lone_first_expired_gets_the_one_outcome_for_its_session(
+        ) -> None:
+    expired = join.on_tick(run_first(None, first()).state, T0 + P.t_first_ms, P).state
+    assert expired is not None and expired.outcome == "EXPIRED"
+    late = run_second(expired, second(), T0 + P.t_first_ms + 5)
+    assert results(late) == ["user"] and not authorizes(late)
+    assert late.state is not None and late.state.outcome == "EXPIRED"
+    kept = late.state.second_request()
+    assert kept is not None and kept.session == "sess-1"  # the result names the user's session
+    assert late.state.second["account_sealed"] is None  # type: ignore[index]  # no secret kept
+    assert run_second(late.state, second(), T0 + P.t_first_ms + 9).effects == late.effects
+    other = run_second(late.state, second(amount=1), T0 + P.t_first_ms + 9)
+    assert results(other) == [] and [e.kind for e in other.effects] == [  # type: ignore[union-attr]
+        "DUPLICATE_CONFLICT"]

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from agents.shop.pricing import price
 from agents.terminal import session
-from agents.terminal.session import Audit, Note, Pay, Policy, Relay, SendOrder
+from agents.terminal.session import Audit, Note, Pay, Policy, Relay, SendOrder, Tell
 from schemas.v1 import PaymentRequest, PaymentResult, PurchaseCommand
 from sim.devdata import Catalogue
 
@@ -108,7 +108,7 @@ def test_a_user_who_walks_away_never_pays_and_is_forgotten() -> None:
 def test_the_result_is_relayed_once_in_via_terminal_mode() -> None:
     paid = session.on_payment_request(ordered(), request(), NOW, POLICY).state
     step = session.on_result(paid, result(), True, NOW + 500, POLICY)
-    assert step.effects == [Relay(forged=False)]
+    assert step.effects == [Tell("order 1234567890: APPROVED"), Relay(forged=False)]
     assert step.state is not None and step.state.relayed and step.state.outcome == "APPROVED"
     assert step.state.forget_at_ms == NOW + 500 + POLICY.keep_ms
     again = session.on_result(step.state, result(), True, NOW + 600, POLICY)
@@ -117,16 +117,26 @@ def test_the_result_is_relayed_once_in_via_terminal_mode() -> None:
 
 def test_no_relay_in_the_other_modes_and_a_forged_relay_on_demand() -> None:
     paid = session.on_payment_request(ordered(), request(), NOW, POLICY).state
-    assert session.on_result(paid, result(mode="DIRECT_BOTH"), True, NOW, POLICY).effects == []
+    assert session.on_result(paid, result(mode="DIRECT_BOTH"), True, NOW, POLICY).effects == [
+        Tell("order 1234567890: APPROVED")]
     forging = session.on_payment_request(ordered(forge_relay=True), request(), NOW, POLICY).state
-    assert session.on_result(forging, result(), True, NOW, POLICY).effects == [
+    assert session.on_result(forging, result(), True, NOW, POLICY).effects[1:] == [
         Relay(forged=True)]
 
 
-def test_a_result_that_does_not_authenticate_is_reported_and_still_relayed() -> None:
+def test_a_result_that_does_not_authenticate_is_refused_and_the_user_told() -> None:
+    """Cl. 11/28/40: a result without a valid settlement authenticator is not the outcome,
+    is not relayed, and the user is told; an authentic copy later is still taken."""
     paid = session.on_payment_request(ordered(), request(), NOW, POLICY).state
+    assert paid is not None
     step = session.on_result(paid, result(), False, NOW, POLICY)
-    assert [type(e) for e in step.effects] == [Audit, Relay]
+    assert step.state == paid  # no outcome taken, nothing relayed, not forgotten sooner
+    assert [type(e) for e in step.effects] == [Audit, Tell]
+    assert step.effects[0].kind == "bad-result-authenticator"  # type: ignore[union-attr]
+    assert "could not be verified" in step.effects[1].text  # type: ignore[union-attr]
+    later = session.on_result(paid, result(), True, NOW, POLICY)
+    assert later.state is not None and later.state.outcome == "APPROVED"
+    assert [type(e) for e in later.effects] == [Tell, Relay]
 
 
 def test_a_result_for_another_order_of_the_session_is_not_relayed() -> None:
@@ -145,3 +155,73 @@ def test_every_session_is_forgotten_at_the_end_of_its_lifetime() -> None:
     assert session.on_tick(state, NOW + POLICY.lifetime_ms - 1).state is not None
     # Past its lifetime a purchase is not paid any more, however late the think time ends.
     assert session.on_tick(state, NOW + POLICY.lifetime_ms).state is None
+
+
+# -- gaps `make mutate` found (docs/testing.md) -------------------------------------------------
+
+def test_lifetimes_must_be_positive_and_come_from_the_environment(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from kessai.errors import ConfigError
+
+    for bad in ({"keep_ms": 0}, {"lifetime_ms": 0}, {"keep_ms": -1, "lifetime_ms": 5}):
+        with pytest.raises(ConfigError):
+            Policy(**bad)  # type: ignore[arg-type]
+    assert Policy(keep_ms=1, lifetime_ms=1) == Policy(1, 1)
+    monkeypatch.delenv("KESSAI_TERMINAL_KEEP_MS", raising=False)
+    monkeypatch.delenv("KESSAI_TERMINAL_LIFETIME_MS", raising=False)
+    assert Policy.from_env() == Policy()
+    monkeypatch.setenv("KESSAI_TERMINAL_KEEP_MS", "1")
+    monkeypatch.setenv("KESSAI_TERMINAL_LIFETIME_MS", "2")
+    assert Policy.from_env() == Policy(keep_ms=1, lifetime_ms=2)
+    for bad_value in ("0", "abc", "-5"):
+        monkeypatch.setenv("KESSAI_TERMINAL_LIFETIME_MS", bad_value)
+        with pytest.raises(ConfigError):
+            Policy.from_env()
+
+
+def test_a_session_without_a_trace_keeps_none_and_survives_the_table_round_trip() -> None:
+    state = session.on_command(None, command(), 2, NOW, POLICY).state
+    assert state is not None and state.trace_id == ""
+    paid = session.on_payment_request(state, request(), NOW, POLICY).state
+    assert paid is not None
+    assert session.decode(session.encode(paid)) == paid
+    assert session.header(session.encode(paid)) == (paid.deadline_ms, 2)
+
+
+def test_audits_name_the_order_and_keep_the_session() -> None:
+    key = "shop-1/1234567890"
+    paid = shown()
+    other = session.on_payment_request(paid, request(order_id="9999999999"), NOW, POLICY)
+    assert other.state == paid
+    assert [(e.kind, e.key) for e in other.effects] == [  # type: ignore[union-attr]
+        ("second-payment-request", "shop-1/9999999999")]
+    assert "1234567890" in other.effects[0].detail  # type: ignore[union-attr]
+    wrong = session.on_payment_request(ordered(), request(user_id="bob"), NOW, POLICY)
+    assert wrong.state == ordered()
+    assert [(e.kind, e.key) for e in wrong.effects] == [  # type: ignore[union-attr]
+        ("unexpected-payment-request", key)]
+    refused = session.on_payment_request(ordered(), request(amount=CONTENT.amount.__class__(
+        CONTENT.amount.minor + 1, CONTENT.amount.currency)), NOW, POLICY)
+    [audit] = refused.effects
+    assert (audit.kind, audit.key) == ("user-refused", key)  # type: ignore[union-attr]
+    assert audit.detail and "amount" in audit.detail  # type: ignore[union-attr]
+    late = session.on_result(paid, result(order_id="9999999999"), True, NOW, POLICY)
+    assert late.state == paid
+    assert [(e.kind, e.key) for e in late.effects] == [  # type: ignore[union-attr]
+        ("unexpected-result", "shop-1/9999999999")]
+
+
+def test_a_one_millisecond_think_time_waits_and_paying_clears_the_deadline() -> None:
+    waiting = session.on_payment_request(ordered(second_delay_ms=1), request(), NOW, POLICY)
+    assert waiting.effects == [] and waiting.state is not None
+    assert waiting.state.pay_at_ms == NOW + 1
+    paying = session.on_tick(waiting.state, NOW + 1)
+    assert paying.effects == [Pay()] and paying.state is not None
+    assert paying.state.pay_at_ms is None and paying.state.paid
+
+
+def test_a_redelivered_result_keeps_the_session() -> None:
+    taken = session.on_result(shown(), result(), True, NOW, POLICY).state
+    assert taken is not None
+    assert session.on_result(taken, result(), True, NOW + 5, POLICY) == session.Step(taken)
