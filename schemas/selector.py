@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from schemas.codec import message
+from schemas.relay import Certificate
 
 PromptKind = Literal["module", "slave", "address"]
 
@@ -201,7 +202,8 @@ class SlaveAnswer:
     ok: bool
     brand: str
     detail: str = ""
-    certificate: dict[str, str] = field(default_factory=dict)
+    certificate: Certificate | None = None  # Ex 8: the slave's brand certificate (public)
+    account_sealed: bytes | None = None  # Ex 8: sealed to the settlement server, this order
 
 
 @message

@@ -133,7 +133,7 @@ class Shop:
                 content=content, amount=stated.amount,
                 status=AWAITING_PAYMENT if scenario.shop_assigns_id else PENDING_ACK,
                 next_poll_ms=first_poll, trace_id=inbound.trace_id,
-                wake_to=actor_kind(inbound.sender)), now)
+                wake_to=actor_kind(inbound.sender), brands=",".join(scenario.brands)), now)
             if order is not None and order.source_id == source_id:
                 break  # a new order, or this request's own order on redelivery
         else:
@@ -202,10 +202,11 @@ class Shop:
     async def _request_payment(self, order: Order) -> None:
         key = join_key(order.shop_id, order.order_id)
         topic = wakeup_topic(order.wake_to)  # addressed by channel (issue 8 item 3)
+        brands = {"brands": order.brands.split(",")} if order.brands else {}
         await self.ctx.emit(topic, PaymentRequest(
             shop_id=order.shop_id, order_id=order.order_id, session=order.session,
             user_id=order.user_id, content=order.content, amount=order.content.amount,
-        ), key, key=order.user_id if by_name(topic).key == "client" else key,
+            **brands), key, key=order.user_id if by_name(topic).key == "client" else key,
             sender=order.shop_id)
         await self._status(order.shop_id, order.order_id, order.session, AWAITING_PAYMENT)
 
