@@ -142,8 +142,8 @@ def _selector(private: dict[str, dict[str, Any]]) -> None:
     server wallet's modules and, for a master, its clients' slaves."""
     private[devdata.SELECTOR]["clients"] = dict(devdata.SELECTOR_CLIENTS)
     for wallet_id in devdata.WALLETS:
-        private[wallet_id]["modules"] = {m.module_id: m.client_id for m in devdata.MODULES
-                                         if wallet_id in m.servers}
+        private[wallet_id]["modules"] = {m.module_id: {"client": m.client_id, "direct": m.multi}
+                                         for m in devdata.MODULES if wallet_id in m.servers}
         private[wallet_id]["master"] = dict(devdata.MASTERS.get(wallet_id, {}))
     for m in devdata.MODULES:
         private[m.module_id]["module"] = {"client": m.client_id, "servers": list(m.servers),

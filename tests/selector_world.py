@@ -40,6 +40,14 @@ def modules(**extra: ModuleConfig) -> dict[str, ModuleConfig]:
     return {**base, **extra}
 
 
+OPEN: list[MemoryBus] = []  # closed by each test module's autouse fixture (close_worlds)
+
+
+async def close_worlds() -> None:
+    while OPEN:
+        await OPEN.pop().stop()
+
+
 def world(keydir: Path, data: Path, *, clients: Mapping[str, ClientConfig] | None = None,
           mods: Mapping[str, ModuleConfig] | None = None,
           holdings: Mapping[str, dict[str, list[str]]] | None = None,
@@ -50,6 +58,7 @@ def world(keydir: Path, data: Path, *, clients: Mapping[str, ClientConfig] | Non
     from agents import AGENTS
 
     bus = MemoryBus(Settings(keys_dir=keydir, data_dir=data), FakeClock())
+    OPEN.append(bus)
     for name in ("shop", "settlement", "issuer"):
         module = importlib.import_module(AGENTS[name])
         bus.add(name, module.register, identities(module, bus.registry.signing))
@@ -57,10 +66,12 @@ def world(keydir: Path, data: Path, *, clients: Mapping[str, ClientConfig] | Non
         bus.add("selector", lambda ctx: selector_agent.register(
             ctx, clients if clients is not None else client("preselect")), ["selector"])
     wum_ids = identities(wum_agent, bus.registry.signing)
-    bus.add("wum", lambda ctx: wum_agent.register(ctx, mods if mods is not None else modules()),
-            wum_ids)
+    mods = mods if mods is not None else modules()
+    bus.add("wum", lambda ctx: wum_agent.register(ctx, mods), wum_ids)
+    direct = frozenset(m for m, c in mods.items() if c.direct)
     bus.add("serverwallet", lambda ctx: serverwallet_agent.register(
-        ctx, holdings=dict(holdings or HOLDINGS), modules=PAIRED, masters=dict(masters or {})),
+        ctx, holdings=dict(holdings or HOLDINGS), modules=PAIRED, masters=dict(masters or {}),
+        direct=direct),
         identities(serverwallet_agent, bus.registry.signing))
     return bus
 

@@ -38,7 +38,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
               "Terminal-internal: wake-ups and results re-keyed by session, and the devices' "
               "deadline ticks, so each reaches the worker that holds the session's state "
               "(co-partitioned with kessai.terminal.commands)."),
-    TopicSpec("kessai.order-requests", "session", 4, ("terminal", "relay", "selector"),
+    TopicSpec("kessai.order-requests", "session", 4, ("terminal", "relay", "selector", "wum"),
               ("shop",),
               "M1 order requests: items and delivery, never account information."),
     TopicSpec("kessai.settlement.first", "join key", JOIN_PARTITIONS, ("shop", "settlement"),

@@ -82,6 +82,7 @@ class ServerWallets:
     holdings: dict[str, dict[str, list[str]]]  # server → client → brands it holds certs for
     modules: dict[str, dict[str, str]]  # server → module → client (the pairing)
     masters: dict[str, dict[str, MasterConfig]]  # server → client → its master config
+    direct: frozenset[str] = frozenset()  # modules that take wake-ups without a selector
     table: MutableMapping[bytes, bytes] = field(default_factory=dict)
 
     def _get(self, *parts: str) -> dict[str, Any] | None:
@@ -147,6 +148,9 @@ class ServerWallets:
                 raise KessaiError("the hand-over is not the selector's, to this module")
             raw = handed.original
             opened = envelope.open_record(raw, self.ctx.registry)
+        elif req.module_id not in self.direct:
+            raise KessaiError(f"{req.module_id} has a selector: only a wake-up the selector "
+                              "handed to it is settled")
         request = opened.message
         if not isinstance(request, PaymentRequest) or opened.envelope.sender != request.shop_id:
             raise KessaiError("not a shop's wake-up")
@@ -349,29 +353,37 @@ def _cert_body(acct: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load(ctx: AgentContext) -> tuple[dict[str, dict[str, list[str]]], dict[str, dict[str, str]],
-                                     dict[str, dict[str, MasterConfig]]]:
-    """Holdings, module pairings and master configurations from the wallets' key files."""
+                                     dict[str, dict[str, MasterConfig]], frozenset[str]]:
+    """Holdings, module pairings (``module: client`` or ``module: {client, direct}``), master
+    configurations and the direct modules, from the wallets' key files."""
     holdings: dict[str, dict[str, list[str]]] = {}
     modules: dict[str, dict[str, str]] = {}
     masters: dict[str, dict[str, MasterConfig]] = {}
+    direct: set[str] = set()
     for server, keys in ctx.keys.items():
         users = keys.secrets.get("users", {})
         holdings[server] = {u: [rec["brand"]] for u, rec in users.items() if rec.get("brand")}
-        modules[server] = dict(keys.secrets.get("modules", {}))
+        modules[server] = {}
+        for module, v in keys.secrets.get("modules", {}).items():
+            modules[server][module] = v["client"] if isinstance(v, dict) else str(v)
+            if isinstance(v, dict) and v.get("direct"):
+                direct.add(module)
         masters[server] = {c: MasterConfig.parse(raw)
                            for c, raw in keys.secrets.get("master", {}).items()}
-    return holdings, modules, masters
+    return holdings, modules, masters, frozenset(direct)
 
 
 def register(ctx: AgentContext, *, holdings: Mapping[str, dict[str, list[str]]] | None = None,
              modules: Mapping[str, dict[str, str]] | None = None,
-             masters: Mapping[str, dict[str, MasterConfig]] | None = None) -> ServerWallets:
+             masters: Mapping[str, dict[str, MasterConfig]] | None = None,
+             direct: frozenset[str] | None = None) -> ServerWallets:
     """Declare the server wallets' seed-004 handlers; keyword arguments replace the key
     files' configuration (tests, the demo)."""
-    k_hold, k_mod, k_mast = load(ctx)
+    k_hold, k_mod, k_mast, k_direct = load(ctx)
     sw = ServerWallets(ctx, dict(holdings if holdings is not None else k_hold),
                        dict(modules if modules is not None else k_mod),
                        dict(masters if masters is not None else k_mast),
+                       direct if direct is not None else k_direct,
                        ctx.table(TABLE, partitions=CLIENT_PARTITIONS))
     ctx.handle(BRAND_QUERIES, sw.on_brand_query, types=(BrandQuery,),
                senders=("selector", "wum"))

@@ -77,9 +77,10 @@ INQUIRIES = "kessai.result-inquiries"
 ANSWERS = "kessai.result-inquiries.answers"
 
 ORDER_SENDERS = ("terminal", "relay")  # who may place orders and relay results
-# Who may place orders: a multi-wallet client's selector too (seed 004). Each is also a
-# wake-up channel: the order's M4 goes back to the kind that placed it (WAKEUP_TOPICS).
-PLACERS = (*ORDER_SENDERS, "selector")
+# Who may place orders: a multi-wallet client's selector, or its one module where it has no
+# selector, too (seed 004). Each is also a wake-up channel: the order's M4 goes back to the
+# kind that placed it (WAKEUP_TOPICS).
+PLACERS = (*ORDER_SENDERS, "selector", "wum")
 MAX_ID_ATTEMPTS = 8  # order-id collisions in a row before the request is dead-lettered
 INQUIRY_BATCH = 500  # due inquiries taken per timer tick
 
@@ -98,7 +99,7 @@ class Shop:
     # 1. A1–A2: order request in, priced, order id assigned.
     async def on_order_request(self, inbound: Inbound) -> None:
         req: OrderRequest = inbound.message
-        if inbound.sender not in PLACERS:
+        if actor_kind(inbound.sender) not in PLACERS:
             await self.ctx.audit("unexpected-sender", f"session:{req.session}",
                                  f"order request from {inbound.sender!r} ignored")
             return

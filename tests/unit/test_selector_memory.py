@@ -4,6 +4,7 @@ Each wake-up reaches exactly one module, unchanged, and settles with that module
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from sim import devkeys
 from tests.selector_world import (
     buy,
     client,
+    close_worlds,
     deliveries,
     handed,
     modules,
@@ -33,6 +35,12 @@ from tests.selector_world import (
     user_results,
     world,
 )
+
+
+@pytest.fixture(autouse=True)
+async def _close() -> AsyncIterator[None]:
+    yield
+    await close_worlds()
 
 
 @pytest.fixture(scope="module")
