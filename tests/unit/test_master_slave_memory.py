@@ -26,7 +26,7 @@ from schemas.selector import (
 )
 from schemas.v1 import OrderRequest
 from sim import devkeys
-from tests.selector_world import close_worlds, seconds_from, user_results, world
+from sim.selector_world import close_worlds, seconds_from, user_results, world
 
 SLAVES = "kessai.wallet.slaves"
 

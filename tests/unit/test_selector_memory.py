@@ -23,7 +23,7 @@ from schemas.selector import (
 )
 from schemas.v1 import PaymentRequest
 from sim import devkeys
-from tests.selector_world import (
+from sim.selector_world import (
     buy,
     client,
     close_worlds,

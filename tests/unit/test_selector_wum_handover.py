@@ -12,7 +12,7 @@ from agents.selector.routing import ClientConfig
 from kessai import envelope
 from schemas.selector import HandedWakeup, ModuleSettle, Preselection
 from sim import devkeys
-from tests.selector_world import buy, close_worlds, handed, seconds_from, world
+from sim.selector_world import buy, close_worlds, handed, seconds_from, world
 
 
 @pytest.fixture(autouse=True)

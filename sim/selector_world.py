@@ -1,5 +1,6 @@
-"""The seed-004 world on the in-memory bus: shop, settlement, issuer, the selector, carol's
-wallet connection modules and the server wallets' seed-004 side, each configured per test."""
+"""The seed-004 world on the in-memory bus (tests and `kessai demo selector`): the real shop,
+settlement, issuer, selector, carol's wallet connection modules and the server wallets'
+seed-004 side, each configured per example."""
 
 from __future__ import annotations
 
