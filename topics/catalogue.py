@@ -145,6 +145,9 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     TopicSpec("kessai.wallet.slaves", "client", CLIENT_PARTITIONS, ("wallet",), ("serverwallet",),
               "Ex 7-12: master ⇄ slave traffic (the virtual module's proxy, the certificate "
               "fetch).", may_hold_sealed_secrets=True),
+    TopicSpec("kessai.wallet.timers", "client", CLIENT_PARTITIONS, ("wallet",),
+              ("serverwallet",), "Deadline ticks a master server wallet sends to itself "
+              "(its prompts to the user, Ex 9, 10, 12)."),
     TopicSpec("kessai.wallet.settled", "client", CLIENT_PARTITIONS, ("wallet",),
               ("wum", "operator"), "The settlement each wake-up led to, for its module."),
     TopicSpec("kessai.selector.routing-events", "client", CLIENT_PARTITIONS,

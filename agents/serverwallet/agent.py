@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
+from aiokafka.partitioner import murmur2
 
 from agents.serverwallet import master
 from agents.serverwallet.master import AskUser, MasterConfig, NoServer, SettleSelf, ViaSlave
@@ -51,6 +52,7 @@ from schemas.selector import (
     Prompt,
     PromptReply,
     RoutingEvent,
+    SelectorTick,
     SlaveAnswer,
     SlaveRequest,
     UnroutableWakeup,
@@ -73,7 +75,9 @@ SETTLED = "kessai.wallet.settled"
 SECOND = "kessai.settlement.second"
 ROUTING_EVENTS = "kessai.selector.routing-events"
 UNROUTABLE = "kessai.wakeups.unroutable"
+TIMERS = "kessai.wallet.timers"
 TABLE = "serverwallet-state"
+TICK_RETRY_MS = 2_000
 
 
 @dataclass
@@ -84,6 +88,7 @@ class ServerWallets:
     masters: dict[str, dict[str, MasterConfig]]  # server → client → its master config
     direct: frozenset[str] = frozenset()  # modules that take wake-ups without a selector
     table: MutableMapping[bytes, bytes] = field(default_factory=dict)
+    tick_sent: dict[str, int] = field(default_factory=dict)
 
     def _get(self, *parts: str) -> dict[str, Any] | None:
         raw = self.table.get("\x1f".join(parts).encode())
@@ -344,6 +349,42 @@ class ServerWallets:
                               cfg)
 
 
+    # The master's prompts time out on the clock, without traffic: a timer scans the
+    # partitions this worker owns and ticks through kessai.wallet.timers (the terminal's way).
+    def _open_prompts(self) -> list[tuple[str, str, dict[str, Any]]]:
+        out = []
+        for key, raw in list(self.table.items()):
+            parts = key.split(b"\x1f")
+            if parts[0] == b"d" and len(parts) == 3:
+                state = msgpack.unpackb(raw, raw=False)
+                if state.get("stage") == "asking":
+                    out.append((parts[1].decode(), parts[2].decode(), state))
+        return out
+
+    async def scan(self) -> None:
+        now, owned = self.ctx.clock.now_ms(), self.ctx.active_partitions(TIMERS)
+        for server, _, state in self._open_prompts():
+            client = state["client"]
+            if state["deadline_ms"] > now or server not in self.ctx.keys \
+                    or (murmur2(client.encode()) & 0x7FFFFFFF) % CLIENT_PARTITIONS not in owned \
+                    or now - self.tick_sent.get(client, 0) < TICK_RETRY_MS:
+                continue
+            self.tick_sent[client] = now
+            await self.ctx.emit(TIMERS, SelectorTick(client, now), f"client:{client}",
+                                key=client, sender=server)
+
+    async def on_tick(self, inbound: Inbound) -> None:
+        tick: SelectorTick = inbound.message
+        self.tick_sent.pop(tick.client_id, None)
+        now = self.ctx.clock.now_ms()
+        for server, wakeup_id, state in self._open_prompts():
+            if state["client"] == tick.client_id and state["deadline_ms"] <= now:
+                state["stage"] = "done"
+                self._put(state, "d", server, wakeup_id)
+                await self._unroutable(server, wakeup_id, state, "USER_TIMEOUT",
+                                       "the user did not answer in time")
+
+
 def _cert_body(acct: Mapping[str, Any]) -> dict[str, Any]:
     body = dict(acct.get("certificate", {}))
     for name in ("public_key", "ca_signature"):
@@ -394,4 +435,13 @@ def register(ctx: AgentContext, *, holdings: Mapping[str, dict[str, list[str]]] 
     ctx.handle(SLAVES, sw.on_slave_answer, types=(SlaveAnswer,), senders=("wallet",),
                sender_is="slave_id")
     ctx.handle(REPLIES, sw.on_reply, types=(PromptReply,), senders=("operator", "wallet"))
+    ctx.handle(TIMERS, sw.on_tick, types=(SelectorTick,), senders=("wallet",))
+
+    @ctx.every(ctx.settings.timer_interval_s)
+    async def master_prompt_deadlines() -> None:
+        try:
+            await sw.scan()
+        except Exception:
+            log.exception("serverwallet: the deadline scan failed; the next tick retries")
+
     return sw

@@ -120,9 +120,9 @@ async def test_ex8_master_fetches_the_certificate_and_settles_itself(keydir: Pat
     assert all(b"5555555555554444" not in r.value for recs in bus.log.values() for r in recs)
 
 
-async def test_ex8_a_certificate_of_another_brand_is_refused(keydir: Path,
+async def test_ex8_a_slave_without_the_brand_settles_nothing(keydir: Path,
                                                              tmp_path: Path) -> None:
-    # The master's info is wrong: wallet-b holds no visa certificate for carol.
+    # The master's info is wrong: wallet-b holds no jcb certificate for carol.
     bus = ms_world(keydir, tmp_path, MasterConfig(slave_brands={"wallet-b": ["jcb"]},
                                                   strategy="certificate"))
     await order(bus, "s-1", ["jcb"])
@@ -213,3 +213,40 @@ async def test_an_unpaired_module_gets_nothing_settled(keydir: Path, tmp_path: P
     await bus.drain()
     assert seconds_from(bus) == []
     assert "unpaired-module" in [m.kind for m in bus.messages("kessai.audit")]
+
+
+async def test_the_masters_prompt_times_out_on_the_clock(keydir: Path, tmp_path: Path) -> None:
+    bus = ms_world(keydir, tmp_path, MasterConfig(slave_info=["wallet-b"],
+                                                  prompt_timeout_ms=30_000))
+    await order(bus, "s-1", ["mastercard"])
+    [p] = bus.messages("kessai.selector.prompts", Prompt)
+    bus.clock.advance(29_000)  # type: ignore[attr-defined]
+    await bus.tick()
+    assert bus.messages("kessai.wakeups.unroutable") == []  # still waiting
+    bus.clock.advance(1_001)  # type: ignore[attr-defined]
+    await bus.tick()
+    [u] = bus.messages("kessai.wakeups.unroutable", UnroutableWakeup)
+    assert (u.wakeup_id, u.reason) == (p.wakeup_id, "USER_TIMEOUT")
+    assert [(s.ok, s.via) for s in settled(bus)] == [(False, "none")]
+    # A late answer changes nothing.
+    await bus.send("kessai.wallet.replies", PromptReply(p.wakeup_id, "carol", "wallet-b"),
+                   "carol", "operator")
+    await bus.drain()
+    assert bus.log.get(SLAVES, []) == [] and seconds_from(bus) == []
+
+
+async def test_ex8_a_certificate_of_another_brand_is_refused(keydir: Path,
+                                                             tmp_path: Path) -> None:
+    # wallet-b says it settles jcb for carol, but the certificate it hands over is her
+    # mastercard one: the master checks the certificate and settles nothing.
+    bus = world(keydir, tmp_path, with_selector=False, mods=conventional(),
+                holdings={"wallet-a": {"carol": ["visa"]},
+                          "wallet-b": {"carol": ["mastercard", "jcb"]}},
+                masters={"wallet-a": {"carol": MasterConfig(slave_brands={"wallet-b": ["jcb"]},
+                                                            strategy="certificate")}})
+    await order(bus, "s-1", ["jcb"])
+    [ans] = bus.messages(SLAVES, SlaveAnswer)
+    assert ans.ok and ans.certificate is not None and ans.certificate.brand == "mastercard"
+    assert seconds_from(bus) == []
+    [u] = bus.messages("kessai.wakeups.unroutable", UnroutableWakeup)
+    assert u.reason == "BAD_CERTIFICATE"
