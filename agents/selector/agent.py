@@ -39,7 +39,7 @@ from typing import Any
 import msgpack
 from aiokafka.partitioner import murmur2
 
-from agents.selector import routing
+from agents.selector import console, routing
 from agents.selector.routing import Ask, ClientConfig, Decision, Deliver, Query, Unroutable
 from kessai.authenticators import join_key
 from kessai.runtime import AgentContext, Inbound
@@ -107,6 +107,7 @@ class Selector:
     clients: dict[str, ClientConfig]
     table: MutableMapping[bytes, bytes] = field(default_factory=dict)
     tick_sent: dict[str, int] = field(default_factory=dict)
+    page: console.Console | None = None  # the user's prompts, in a browser
 
     # -- state -------------------------------------------------------------------------------
     def pending(self, client: str, wakeup_id: str) -> dict[str, Any] | None:
@@ -274,6 +275,9 @@ class Selector:
             await self.ctx.audit("not-offered", reply.wakeup_id,
                                  f"reply names {reply.choice!r}, which was not offered",
                                  sender=ME)
+            await self.ctx.emit(PROMPTS, Prompt(reply.wakeup_id, reply.client_id, "module",
+                                                state["candidates"], state["deadline_ms"]),
+                                reply.wakeup_id, key=reply.client_id, sender=ME)  # ask again
             return
         await self._carry_out(reply.client_id, reply.wakeup_id, state, decision)
 
@@ -322,11 +326,16 @@ def load_clients(ctx: AgentContext) -> dict[str, ClientConfig]:
     return {c: ClientConfig.parse(c, conf) for c, conf in raw.items()}
 
 
-def register(ctx: AgentContext, clients: Mapping[str, ClientConfig] | None = None) -> Selector:
-    """Declare the selector's handlers, its state table and its deadline timer; ``clients``
-    replaces the key file's configuration (tests, the demo)."""
+def register(ctx: AgentContext, clients: Mapping[str, ClientConfig] | None = None, *,
+             serve_console: bool | None = None) -> Selector:
+    """Declare the selector's handlers, its state table, its deadline timer and the user's
+    console (served by the worker; not by default when ``clients`` replaces the key file's
+    configuration, as tests and the demo do)."""
     selector = Selector(ctx, dict(clients) if clients is not None else load_clients(ctx),
                         ctx.table(TABLE, partitions=CLIENT_PARTITIONS))
+    selector.page = console.register(
+        ctx, frozenset(selector.clients),
+        serve=clients is None if serve_console is None else serve_console)
     ctx.handle(COMMANDS, selector.on_command, types=(PurchaseCommand,), senders=("operator",))
     ctx.handle(WAKEUPS, selector.on_wakeup, types=(PaymentRequest,), senders=("shop",),
                sender_is="shop_id")

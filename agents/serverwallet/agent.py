@@ -341,6 +341,11 @@ class ServerWallets:
             await self.ctx.audit(master.SLAVE_NOT_ALLOWED, reply.wakeup_id,
                                  f"{reply.choice!r} was not offered or is not on the "
                                  "allow-list: ignored", sender=server)
+            # Ask again (same question, same deadline) so the user's page shows it.
+            await self.ctx.emit(PROMPTS, Prompt(reply.wakeup_id, reply.client_id,
+                                                state["kind"], state["candidates"],
+                                                state["deadline_ms"], asked_by=server),
+                                reply.wakeup_id, key=reply.client_id, sender=server)
             return
         request = envelope.open_record(state["raw"], self.ctx.registry).message
         wanted = [b for b in request.brands] or [""]
@@ -434,7 +439,8 @@ def register(ctx: AgentContext, *, holdings: Mapping[str, dict[str, list[str]]] 
                sender_is="master_id")
     ctx.handle(SLAVES, sw.on_slave_answer, types=(SlaveAnswer,), senders=("wallet",),
                sender_is="slave_id")
-    ctx.handle(REPLIES, sw.on_reply, types=(PromptReply,), senders=("operator", "wallet"))
+    ctx.handle(REPLIES, sw.on_reply, types=(PromptReply,),
+               senders=("operator", "wallet", "selector"))  # selector: the user's console
     ctx.handle(TIMERS, sw.on_tick, types=(SelectorTick,), senders=("wallet",))
 
     @ctx.every(ctx.settings.timer_interval_s)
