@@ -64,3 +64,41 @@ async def test_a_two_wallet_user_settles_through_the_module_her_selector_picked(
         "kessai.payment-results", lambda m: isinstance(m, PaymentResult)
         and m.session == session and m.recipient == "user", timeout=60)
     assert result.outcome == "APPROVED"
+
+
+async def test_exactly_once_per_wakeup_after_the_selector_is_killed(system) -> None:  # type: ignore[no-untyped-def]
+    """R-C2/R-X1 over real processes: for every wake-up id, the deliveries over every module
+    input plus the unroutable topic number exactly one, with a kill -9 of the selector worker
+    (no clean shutdown, no final commit) in the middle of the purchases."""
+    import asyncio
+
+    from tests.e2e import bus
+
+    s = system.settings
+    await bus.send(s, "kessai.selector.preselections", Preselection("carol", "wum-carol-a"),
+                   "carol", "operator")
+    sessions = ["once-" + uuid.uuid4().hex[:10] for _ in range(6)]
+    for n, session in enumerate(sessions):
+        if n == 3:
+            system.kill("selector")
+            await asyncio.to_thread(system.start, "selector")
+        await bus.send(s, "kessai.selector.commands", PurchaseCommand(
+            session, "carol", "shop-1", [["XXXX", 1]],
+            scenario={"result_mode": "DIRECT_BOTH"}), "carol", "operator")
+        await asyncio.sleep(0.5)
+    for session in sessions:
+        result = await bus.wait_for(s, "kessai.payment-results", lambda m, ses=session: (
+            isinstance(m, PaymentResult) and m.session == ses and m.recipient == "user"),
+            timeout=90)
+        assert result.outcome == "APPROVED"
+    wakes = [envelope.body_of(envelope.decode(r.value))
+             for r in await bus.read_all(s, "kessai.wakeups.selector")]
+    ours = {f"{w.shop_id}/{w.order_id}" for w in wakes if w.session in sessions}
+    assert len(ours) == len(sessions)
+    count = dict.fromkeys(ours, 0)
+    for topic in ("kessai.wum.wakeups", "kessai.wakeups.unroutable"):
+        for r in await bus.read_all(s, topic):
+            wid = envelope.body_of(envelope.decode(r.value)).wakeup_id
+            if wid in count:
+                count[wid] += 1
+    assert count == dict.fromkeys(ours, 1)
