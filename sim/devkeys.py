@@ -141,6 +141,10 @@ def _selector(private: dict[str, dict[str, Any]]) -> None:
     """Seed 004: the selector's clients, each module's server wallets and brand info, each
     server wallet's modules and, for a master, its clients' slaves."""
     private[devdata.SELECTOR]["clients"] = dict(devdata.SELECTOR_CLIENTS)
+    # The settlement server learns which server wallets speak for which (channel) user.
+    for acct in devdata.WALLET_ACCOUNTS:
+        wallets = private["settlement"]["users"][acct.user_id].setdefault("wallets", [])
+        wallets.append(acct.wallet_id)
     for wallet_id in devdata.WALLETS:
         private[wallet_id]["modules"] = {m.module_id: {"client": m.client_id, "direct": m.multi}
                                          for m in devdata.MODULES if wallet_id in m.servers}

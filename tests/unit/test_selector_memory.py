@@ -298,3 +298,29 @@ async def test_unknown_client_is_unroutable_and_the_selector_keeps_going(
     await buy(bus, "s-1", brands=["visa"])
     assert [h.module_id for h in handed(bus)] == ["wum-carol-a"]
     assert "unknown-module" in [m.kind for m in bus.messages("kessai.audit")]
+
+
+
+def test_a_server_wallet_speaks_only_for_its_own_users(keydir: Path) -> None:
+    """The settlement server takes a server wallet as the user's channel (cl. 12) only for a
+    user it holds a wallet of (the key set names carol's: wallet-a and wallet-b)."""
+    from agents.settlement.userauth import SettlementSecrets, check_second
+    from kessai import authenticators, crypto, keys
+    from schemas.v1 import SecondRequest
+
+    k = keys.load_actor(keydir, "settlement")
+    assert k.seal_private
+    secrets = SettlementSecrets(k.seal_private, k.secrets["users"], k.secrets["held_accounts"],
+                                k.secrets["shop_mac"], k.secrets["user_mac"])
+    key = "shop-1/o1"
+    sealed = crypto.seal(keys.load_registry(keydir).sealing["settlement"][1],
+                         authenticators.pack_account("4012888888881881", "2029-03"),
+                         authenticators.account_context(key))
+    second = SecondRequest("shop-1", "o1", "s", "carol", _content(), _content().amount,
+                           "channel", account_sealed=sealed)
+    reg = keys.load_registry(keydir)
+    assert check_second(second, "wallet-b", key, reg, secrets) is None
+    users = {**secrets.users, "carol": {**secrets.users["carol"], "wallets": ["wallet-a"]}}
+    other = SettlementSecrets(secrets.seal_private, users, secrets.held_accounts,
+                              secrets.shop_mac, secrets.user_mac)
+    assert check_second(second, "wallet-b", key, reg, other) == "auth"
