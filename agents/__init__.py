@@ -22,4 +22,8 @@ AGENTS: dict[str, str] = {
     "gateway": "agents.gateway.agent",
     "ca": "agents.ca.agent",
     "relay": "agents.relay.agent",
+    # Seed 004: the multi-wallet selector, wallet connection modules, server wallets' side.
+    "selector": "agents.selector.agent",
+    "wum": "agents.wum.agent",
+    "serverwallet": "agents.serverwallet.agent",
 }

@@ -21,6 +21,10 @@ from kessai.settings import Settings
 
 SIM_FLAG = "--sim"
 LISTENS_ON_A_PORT = ("shop", "relay")  # one worker each: `up --replicas` refuses more
+# Seed 004's examples for `kessai pay --flow selector --mode …` (sim.selector_demo.MODES).
+SELECTOR_MODES = ("preselect", "ask", "brand-selector", "brand-module", "brand-live", "multi",
+                  "proxy", "certificate", "pick-slave", "address", "attached-brands",
+                  "attached-slaves")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -83,9 +87,11 @@ def parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="run a handful of purchases and print their journeys")
     _common(d)
-    d.add_argument("flow", nargs="?", default="settlement", choices=["settlement", "relay"],
+    d.add_argument("flow", nargs="?", default="settlement",
+                   choices=["settlement", "relay", "selector"],
                    help="settlement: the seed-003 purchases; relay: one purchase from a "
-                   "simulated phone through the relay (seeds 000/001)")
+                   "simulated phone through the relay (seeds 000/001); selector: the 12 "
+                   "examples of seed 004, each wake-up's route and settlement")
     d.add_argument("--json", action="store_true")
     d.add_argument("--profile", default="phone",
                    help="relay flow: the terminal profile (phone, game, pc)")
@@ -109,7 +115,13 @@ def parser() -> argparse.ArgumentParser:
     pay.add_argument("--delay", type=float, default=0.0,
                      help="seconds the user waits before sending the 2nd request")
     pay.add_argument("--abandon", action="store_true", help="never send the 2nd request")
-    pay.add_argument("--mode", choices=["VIA_TERMINAL", "DIRECT_BOTH", "SHOP_POLLS"])
+    pay.add_argument("--flow", default="settlement", choices=["settlement", "selector"],
+                     help="selector: a seed-004 purchase of a two-wallet client (carol), its "
+                     "wake-up routed as --mode says, on the in-memory bus")
+    pay.add_argument("--mode", choices=["VIA_TERMINAL", "DIRECT_BOTH", "SHOP_POLLS",
+                                        *SELECTOR_MODES],
+                     help="the result route (settlement flow) or the seed-004 example "
+                     "(selector flow)")
     pay.add_argument("--server-assigned-id", action="store_true")
     pay.add_argument("--hash", action="store_true", help="first request carries a content hash")
     pay.add_argument("--wrong-password", action="store_true")
@@ -247,6 +259,10 @@ def dispatch(args: argparse.Namespace) -> int | None:
         from kessai.replay import run_cli as replay_cli
 
         return replay_cli(args, settings_from(args))
+    if cmd in ("pay", "demo") and getattr(args, "flow", "") == "selector":
+        from sim.selector_demo import run_cli as selector_cli
+
+        return selector_cli(args, settings_from(args), demo=cmd == "demo")
     if cmd == "pay":
         from sim.journey import run_pay
 

@@ -6,6 +6,7 @@ plain msgpack-able dicts and back, checking every field against its annotation.
 
 from schemas.codec import REGISTRY, from_body, message_class, to_body
 from schemas.relay import *  # noqa: F403
+from schemas.selector import *  # noqa: F403
 from schemas.v1 import *  # noqa: F403  (the message types are this package's API)
 
 __all__ = ["REGISTRY", "from_body", "message_class", "to_body"]

@@ -90,3 +90,36 @@ class Catalogue:
         "TEA1": ("Sencha 100g", 1_200),
         "MUG1": ("Mug", 1_800),
     })
+
+
+# Seed 004: a multi-wallet client (carol, whose server wallets are wallet-a for visa and
+# wallet-b for mastercard), its selector and its wallet connection modules. A module is bound
+# to one server wallet; the common module of Ex 6 to both. The direct module takes the
+# client's wake-ups itself (Ex 6, and the conventional module of Ex 7–12).
+SELECTOR = "selector"
+
+
+@dataclass(frozen=True)
+class WalletModule:
+    module_id: str
+    client_id: str
+    servers: tuple[str, ...]
+    brands: tuple[str, ...] = ()  # Ex 4: the brand info the module carries
+    multi: bool = False  # Ex 6: one module for several server wallets
+
+
+MODULES: tuple[WalletModule, ...] = (
+    WalletModule("wum-carol-a", "carol", ("wallet-a",), ("visa",)),
+    WalletModule("wum-carol-b", "carol", ("wallet-b",), ("mastercard",)),
+    WalletModule("wum-carol-m", "carol", ("wallet-a", "wallet-b"), multi=True),
+)
+SELECTOR_CLIENTS: dict[str, dict[str, object]] = {
+    "carol": {"mode": "preselect",
+              "modules": {"wum-carol-a": "wallet-a", "wum-carol-b": "wallet-b"},
+              "brands": {"wallet-a": ["visa"], "wallet-b": ["mastercard"]}},
+}
+# Ex 7–12: wallet-a is carol's master; wallet-b a slave holding her mastercard certificate.
+MASTERS: dict[str, dict[str, dict[str, object]]] = {
+    "wallet-a": {"carol": {"slave_brands": {"wallet-b": ["mastercard"]},
+                           "slave_info": ["wallet-b"], "allow": ["wallet-b"]}},
+}

@@ -24,7 +24,8 @@ CERTIFICATE_NOT_AFTER_MS = 4_102_444_800_000  # 2100-01-01: development certific
 def actors() -> list[str]:
     """Every identity of the development key set."""
     return [*devdata.SERVICE_ACTORS, *devdata.SHOPS, *devdata.WALLETS,
-            *(keys.user_actor(u.user_id) for u in devdata.USERS)]
+            *(keys.user_actor(u.user_id) for u in devdata.USERS),
+            devdata.SELECTOR, *(m.module_id for m in devdata.MODULES)]
 
 
 def init(directory: Path, *, force: bool = False) -> list[str]:
@@ -45,6 +46,7 @@ def init(directory: Path, *, force: bool = False) -> list[str]:
     _users(private)
     _wallets(private)
     _relay(private)
+    _selector(private)
     keys.write(directory, private, signing, sealing, force=force)
     return list(private)
 
@@ -133,3 +135,20 @@ def _relay(private: dict[str, dict[str, Any]]) -> None:
     relay["session_key"] = crypto.new_secret().hex()
     relay["preset_wallet"] = dict(devdata.RELAY_PRESET_WALLET)
     relay["users"] = {u.user_id: {"auth": u.auth, "held": u.held} for u in devdata.USERS}
+
+
+def _selector(private: dict[str, dict[str, Any]]) -> None:
+    """Seed 004: the selector's clients, each module's server wallets and brand info, each
+    server wallet's modules and, for a master, its clients' slaves."""
+    private[devdata.SELECTOR]["clients"] = dict(devdata.SELECTOR_CLIENTS)
+    # The settlement server learns which server wallets speak for which (channel) user.
+    for acct in devdata.WALLET_ACCOUNTS:
+        wallets = private["settlement"]["users"][acct.user_id].setdefault("wallets", [])
+        wallets.append(acct.wallet_id)
+    for wallet_id in devdata.WALLETS:
+        private[wallet_id]["modules"] = {m.module_id: {"client": m.client_id, "direct": m.multi}
+                                         for m in devdata.MODULES if wallet_id in m.servers}
+        private[wallet_id]["master"] = dict(devdata.MASTERS.get(wallet_id, {}))
+    for m in devdata.MODULES:
+        private[m.module_id]["module"] = {"client": m.client_id, "servers": list(m.servers),
+                                          "brands": list(m.brands), "multi": m.multi}

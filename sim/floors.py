@@ -85,7 +85,7 @@ FLOW: tuple[Record, ...] = (
     Record("kessai.terminal.commands", "purchase-command", "operator", ("terminal",), True),
     Record("kessai.order-requests", "order-request", "terminal", ("shop",), True),
     Record("kessai.settlement.first", "settlement-first", "shop", ("settlement",), False),
-    Record("kessai.wakeups", "payment-request", "shop", ("terminal", "relay"), True),
+    Record("kessai.wakeups", "payment-request", "shop", ("terminal",), True),
     Record("kessai.order-status", "order-status", "shop", ("relay",), False),  # AWAITING_PAYMENT
     Record("kessai.terminal.sessions", "payment-request", "terminal", ("terminal",), True),
     Record("kessai.settlement.second", "settlement-second", "terminal", ("settlement",), True),

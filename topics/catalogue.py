@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 DAY_MS = 24 * 3600 * 1000
 JOIN_PARTITIONS = 4
+CLIENT_PARTITIONS = 4  # seed 004: every selector topic, keyed by client
 
 
 @dataclass(frozen=True)
@@ -37,17 +38,23 @@ CATALOGUE: tuple[TopicSpec, ...] = (
               "Terminal-internal: wake-ups and results re-keyed by session, and the devices' "
               "deadline ticks, so each reaches the worker that holds the session's state "
               "(co-partitioned with kessai.terminal.commands)."),
-    TopicSpec("kessai.order-requests", "session", 4, ("terminal", "relay"), ("shop",),
+    TopicSpec("kessai.order-requests", "session", 4, ("terminal", "relay", "selector", "wum"),
+              ("shop",),
               "M1 order requests: items and delivery, never account information."),
     TopicSpec("kessai.settlement.first", "join key", JOIN_PARTITIONS, ("shop", "settlement"),
               ("settlement",),
               "M2 first settlement requests (content or its hash, and the amount)."),
     TopicSpec("kessai.settlement.first-acks", "shop_id/request_ref", 4, ("settlement",),
               ("shop",), "M3 acceptance of a first request, with a server-assigned order id."),
-    TopicSpec("kessai.wakeups", "join key", 4, ("shop",), ("terminal", "relay", "selector"),
-              "M4 payment requests: the shop wakes the user's device to confirm and pay."),
-    TopicSpec("kessai.settlement.second", "join key", JOIN_PARTITIONS, ("terminal", "relay"),
-              ("settlement",),
+    # M4 wake-ups are addressed by topic: one topic per channel (see WAKEUP_TOPICS), so each
+    # reaches only the party it is for and nobody reads and drops others' wake-ups.
+    TopicSpec("kessai.wakeups", "join key", 4, ("shop",), ("terminal",),
+              "M4 payment requests for the users' terminals: the shop wakes the device that "
+              "placed the order to confirm and pay."),
+    TopicSpec("kessai.wakeups.relay", "join key", 4, ("shop",), ("relay",),
+              "M4 payment requests for orders the relay placed for a limited terminal."),
+    TopicSpec("kessai.settlement.second", "join key", JOIN_PARTITIONS,
+              ("terminal", "relay", "wallet"), ("settlement",),
               "M7 second settlement requests; account info and passwords only sealed.",
               may_hold_sealed_secrets=True),
     TopicSpec("kessai.settlement.timers", "join key", JOIN_PARTITIONS, ("settlement",),
@@ -96,18 +103,102 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     TopicSpec("kessai.relay.ca-contents", "request id", 4, ("ca",), ("relay",),
               "CA contents for the terminal and the certificate the relay forwards to the "
               "wallet (claims 12, 13).", may_hold_sealed_secrets=True),
+    # Seed 004: the multi-wallet selector and master/slave server wallets. Every topic here is
+    # keyed by client id with CLIENT_PARTITIONS partitions, so a client's wake-ups, stored
+    # choice, module brand info, prompts' replies, live brand answers and deadline ticks meet
+    # in one partition, at the worker that holds the client's state.
+    TopicSpec("kessai.wakeups.selector", "client", CLIENT_PARTITIONS, ("shop",), ("selector",),
+              "M4 payment requests for orders a multi-wallet client placed through its "
+              "selector (seed 004 wake-up messages)."),
+    TopicSpec("kessai.selector.commands", "client", CLIENT_PARTITIONS, ("operator",),
+              ("selector",), "A client's purchases, placed through its selector."),
+    TopicSpec("kessai.selector.preselections", "client", CLIENT_PARTITIONS,
+              ("operator", "selector"), ("selector",),
+              "Ex 1: the module each client chose before payment (latest wins).",
+              cleanup="compact"),
+    TopicSpec("kessai.wallet.brand-info", "client", CLIENT_PARTITIONS, ("wum",), ("selector",),
+              "Ex 4: the brands each wallet connection module's server settles, published by "
+              "the module at start (a redeploy refreshes it).", cleanup="compact"),
+    TopicSpec("kessai.wallet.brand-queries", "client", CLIENT_PARTITIONS, ("selector", "wum"),
+              ("serverwallet",), "Ex 5, 6: live brand-info questions to the server wallets."),
+    TopicSpec("kessai.wallet.brand-answers", "client", CLIENT_PARTITIONS, ("wallet",),
+              ("selector",), "Ex 5: the server wallets' answers to the selector."),
+    TopicSpec("kessai.wum.brand-answers", "client", CLIENT_PARTITIONS, ("wallet",),
+              ("wum",), "Ex 6: the server wallets' answers to the common module."),
+    TopicSpec("kessai.wakeups.wum", "client", CLIENT_PARTITIONS, ("shop",), ("wum",),
+              "M4 payment requests for a client without a selector: its one module takes "
+              "them (Ex 6, and the conventional module of Ex 7-12)."),
+    TopicSpec("kessai.wum.timers", "client", CLIENT_PARTITIONS, ("wum",), ("wum",),
+              "Deadline ticks the common module sends to itself (Ex 6 brand questions)."),
+    TopicSpec("kessai.selector.prompts", "client", CLIENT_PARTITIONS, ("selector", "wallet"),
+              ("operator", "selector"),
+              "Ex 2, 9, 10, 12: choose a module or a slave, type an address (the selector's "
+              "console shows them to the user)."),
+    TopicSpec("kessai.selector.replies", "client", CLIENT_PARTITIONS, ("operator", "selector"),
+              ("selector",), "The user's answers to the selector's prompts."),
+    TopicSpec("kessai.wallet.replies", "client", CLIENT_PARTITIONS,
+              ("operator", "wallet", "selector"),
+              ("serverwallet",), "The user's answers to a master server wallet's prompts."),
+    TopicSpec("kessai.selector.timers", "client", CLIENT_PARTITIONS, ("selector",),
+              ("selector",), "Deadline ticks the selector sends to itself."),
+    TopicSpec("kessai.wum.wakeups", "client", CLIENT_PARTITIONS, ("selector",), ("wum",),
+              "M4 handed over: each wake-up, unchanged, to exactly one module."),
+    TopicSpec("kessai.wallet.sessions", "client", CLIENT_PARTITIONS, ("wum",), ("serverwallet",),
+              "M7/M8: a module asks its paired server wallet (or master) to settle."),
+    TopicSpec("kessai.wallet.slaves", "client", CLIENT_PARTITIONS, ("wallet",), ("serverwallet",),
+              "Ex 7-12: master ⇄ slave traffic (the virtual module's proxy, the certificate "
+              "fetch).", may_hold_sealed_secrets=True),
+    TopicSpec("kessai.wallet.timers", "client", CLIENT_PARTITIONS, ("wallet",),
+              ("serverwallet",), "Deadline ticks a master server wallet sends to itself "
+              "(its prompts to the user, Ex 9, 10, 12)."),
+    TopicSpec("kessai.wallet.settled", "client", CLIENT_PARTITIONS, ("wallet",),
+              ("wum", "operator"), "The settlement each wake-up led to, for its module."),
+    TopicSpec("kessai.selector.routing-events", "client", CLIENT_PARTITIONS,
+              ("selector", "wum", "wallet"), ("operator",),
+              "Every routing decision: mode, candidates, chosen target, reason.",
+              retention_ms=30 * DAY_MS),
+    TopicSpec("kessai.wakeups.unroutable", "client", CLIENT_PARTITIONS,
+              ("selector", "wum", "wallet"), ("operator",),
+              "Wake-ups no module or server wallet could take, with the reason.",
+              retention_ms=30 * DAY_MS),
     TopicSpec("kessai.audit", "join key", 1,
-              ("settlement", "shop", "terminal", "issuer", "relay", "wallet", "gateway", "ca"),
+              ("settlement", "shop", "terminal", "issuer", "relay", "wallet", "gateway", "ca",
+               "selector", "wum"),
               ("operator",), "Audit events: conflicts, forged results, rejected requests.",
               retention_ms=30 * DAY_MS),
     TopicSpec("kessai.dead-letters", "source key", 1,
-              ("settlement", "shop", "terminal", "issuer", "relay", "wallet", "gateway", "ca"),
+              ("settlement", "shop", "terminal", "issuer", "relay", "wallet", "gateway", "ca",
+               "selector", "wum"),
               ("operator",),
               "Records an agent could not accept, with the reason and the original bytes.",
               retention_ms=30 * DAY_MS),
 )
 
 _BY_NAME = {t.name: t for t in CATALOGUE}
+
+# Wake-up addressing (issue 8 item 3, DESIGN §4): a shop's M4 goes back to the channel that
+# placed the order — the kind of the order request's sender — on that channel's own topic. No
+# reader sees a wake-up meant for another channel, so none reads and drops others' wake-ups.
+# Keyed as each topic's spec says: by join key, or by client for the selector.
+WAKEUP_TOPICS: dict[str, str] = {
+    "terminal": "kessai.wakeups",
+    "relay": "kessai.wakeups.relay",
+    "selector": "kessai.wakeups.selector",
+    "wum": "kessai.wakeups.wum",
+}
+
+
+def wakeup_topic(channel: str) -> str:
+    """The wake-up topic of an order placed by ``channel`` (an actor kind).
+
+    Raises:
+        KeyError: no wake-up channel of that name.
+    """
+    try:
+        return WAKEUP_TOPICS[channel]
+    except KeyError:
+        raise KeyError(f"no wake-up channel {channel!r} (channels: "
+                       f"{', '.join(WAKEUP_TOPICS)})") from None
 
 
 def by_name(name: str) -> TopicSpec:

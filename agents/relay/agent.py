@@ -34,7 +34,7 @@ PAYMENT_INFORMATION = "kessai.relay.payment-information"
 WALLET_CONTENTS = "kessai.relay.wallet-contents"
 ORDER_STATUS = "kessai.order-status"
 CA_CONTENTS = "kessai.relay.ca-contents"
-WAKEUPS = "kessai.wakeups"
+WAKEUPS = "kessai.wakeups.relay"  # only the wake-ups of orders the relay placed
 PAYMENT_RESULTS = "kessai.payment-results"
 
 

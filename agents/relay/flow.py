@@ -31,6 +31,9 @@ from datetime import date
 from typing import Literal
 
 from kessai.errors import KessaiError
+from protocols.multiwallet import choice_ok, designated_without_asking
+
+__all__ = ["choice_ok", "route_wallet"]  # choice_ok (R35) is the shared rule, re-exported
 
 Flow = Literal["set-wallet", "two-sided", "enrol"]
 FLOWS: tuple[str, ...] = ("set-wallet", "two-sided", "enrol")
@@ -166,19 +169,10 @@ def route_wallet(usable: Sequence[str], user: str, presets: Mapping[str, str]) -
     """The wallet the payment information goes to without asking, or None: ask the user.
 
     The user's pre-set wallet if the shop designates it (R36, [d:194]); the only designated
-    wallet if there is one; otherwise the user chooses among the designated ones (R34).
+    wallet if there is one; otherwise the user chooses among the designated ones (R34). The
+    rule is the one the seed-004 selector applies too (:mod:`protocols.multiwallet`).
     """
-    preset = presets.get(user) if user else None
-    if preset is not None and preset in usable:
-        return preset
-    if len(usable) == 1:
-        return usable[0]
-    return None
-
-
-def choice_ok(choice: str, usable: Sequence[str]) -> bool:
-    """R35: only a wallet designated in the payment information may receive it."""
-    return choice in usable
+    return designated_without_asking(usable, presets.get(user) if user else None)
 
 
 # -- what terminals type in ---------------------------------------------------------------------

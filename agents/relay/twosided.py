@@ -5,7 +5,7 @@ which plays the user's terminal on the bus. Top to bottom, per session:
 
 1. M1   ``/pay`` with ``flow=two-sided``: the relay places the order (``OrderRequest``, sender
         ``relay``, session = the relay session) with the items the shop's confirm page listed.
-2. M4   the shop's payment request arrives on ``kessai.wakeups`` for that session; the relay
+2. M4   the shop's payment request arrives on ``kessai.wakeups.relay`` for that session; the relay
         converts it into a "payment-request" page with a card form (the shop's figures are
         checked first, as the terminal does: A14).
 3. M7   ``/confirm``: the card number and expiry the user typed (and the password of a

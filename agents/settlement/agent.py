@@ -231,7 +231,8 @@ def register(ctx: AgentContext) -> None:
 
     ctx.handle(FIRST, on_first, types=(FirstRequest,), senders=("shop",))
     ctx.handle(FIRST, on_assigned_first, types=(AssignedFirst,), senders=("settlement",))
-    ctx.handle(SECOND, on_second, types=(SecondRequest,), senders=("terminal", "relay"))
+    ctx.handle(SECOND, on_second, types=(SecondRequest,),
+               senders=("terminal", "relay", "wallet"))  # wallet: seed 004's server wallets
     ctx.handle(AUTH_RESULTS, on_authorization_result, types=(AuthorizationResult,),
                senders=("issuer",))
     ctx.handle(ACKS, on_result_ack, types=(ResultAck,), senders=("shop",), sender_is="shop_id")

@@ -14,6 +14,7 @@ from typing import Any
 from agents.settlement.join import SecondProblem
 from kessai import authenticators, crypto
 from kessai.errors import BadSignature, SealError
+from kessai.handlers import actor_kind
 from kessai.keys import Registry, user_actor
 from schemas.v1 import SecondRequest
 
@@ -60,7 +61,9 @@ def _authenticated(second: SecondRequest, sender: str, key: str, record: dict[st
             return False
         return True
     if method == "channel":  # cl. 12: the signed envelope of an authenticated terminal session
-        return sender in TERMINAL_PRINCIPALS
+        # Seed 004: a server wallet speaks only for the users it holds a wallet of.
+        return sender in TERMINAL_PRINCIPALS or (
+            actor_kind(sender) == "wallet" and sender in record.get("wallets", ()))
     if method == "password":  # cl. 13: user id + secret, stored only as a salted hash
         if second.password_sealed is None or "password_hash" not in record:
             return False

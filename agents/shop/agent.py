@@ -11,8 +11,10 @@ Protocol, top to bottom:
            shop for demonstrations, ``sim/shop.py``).
    [0027]  settlement-assigned ids (spec R3): the 1st request goes without an order id, and
            nothing more happens until the acceptance (M3) names the id.
-3. A7      the payment-processing request (M4) → ``kessai.wakeups``, for the user's device to
-           show, and the status AWAITING_PAYMENT → ``kessai.order-status``.
+3. A7      the payment-processing request (M4) → the wake-up topic of the channel that placed
+           the order (``kessai.wakeups`` for a terminal, ``.relay``, ``.selector``: the
+           catalogue's ``WAKEUP_TOPICS``), for the user's device to show, and the status
+           AWAITING_PAYMENT → ``kessai.order-status``.
 4. Result  relayed by the terminal (emb. 1, A23), sent directly (emb. 2, B20, with the receipt
            B21) or asked for by inquiry (emb. 3, C22–C26, a timer). The shop checks the settlement
            server's authenticator and the amount, and only then says PAID (cl. 19, spec R28).
@@ -43,6 +45,7 @@ from agents.shop.statement import HONEST, Statement
 from kessai import canonical
 from kessai.authenticators import join_key
 from kessai.errors import KessaiError
+from kessai.handlers import actor_kind
 from kessai.money import Money
 from kessai.runtime import AgentContext, Inbound
 from schemas.v1 import (
@@ -57,6 +60,7 @@ from schemas.v1 import (
     ResultInquiry,
     ResultRelay,
 )
+from topics.catalogue import by_name, wakeup_topic
 
 log = logging.getLogger("kessai.shop")
 
@@ -65,7 +69,6 @@ KIND = "shop"  # one shop server serves every shop of the key set ([0016])
 ORDER_REQUESTS = "kessai.order-requests"
 FIRST = "kessai.settlement.first"
 FIRST_ACKS = "kessai.settlement.first-acks"
-WAKEUPS = "kessai.wakeups"
 ORDER_STATUS = "kessai.order-status"
 RESULTS = "kessai.payment-results"
 RELAYED = "kessai.payment-results.relayed"
@@ -74,6 +77,10 @@ INQUIRIES = "kessai.result-inquiries"
 ANSWERS = "kessai.result-inquiries.answers"
 
 ORDER_SENDERS = ("terminal", "relay")  # who may place orders and relay results
+# Who may place orders: a multi-wallet client's selector, or its one module where it has no
+# selector, too (seed 004). Each is also a wake-up channel: the order's M4 goes back to the
+# kind that placed it (WAKEUP_TOPICS).
+PLACERS = (*ORDER_SENDERS, "selector", "wum")
 MAX_ID_ATTEMPTS = 8  # order-id collisions in a row before the request is dead-lettered
 INQUIRY_BATCH = 500  # due inquiries taken per timer tick
 
@@ -92,7 +99,7 @@ class Shop:
     # 1. A1–A2: order request in, priced, order id assigned.
     async def on_order_request(self, inbound: Inbound) -> None:
         req: OrderRequest = inbound.message
-        if inbound.sender not in ORDER_SENDERS:
+        if actor_kind(inbound.sender) not in PLACERS:
             await self.ctx.audit("unexpected-sender", f"session:{req.session}",
                                  f"order request from {inbound.sender!r} ignored")
             return
@@ -126,7 +133,8 @@ class Shop:
                 session=req.session, user_id=req.user_id, result_mode=scenario.result_mode,
                 content=content, amount=stated.amount,
                 status=AWAITING_PAYMENT if scenario.shop_assigns_id else PENDING_ACK,
-                next_poll_ms=first_poll, trace_id=inbound.trace_id), now)
+                next_poll_ms=first_poll, trace_id=inbound.trace_id,
+                wake_to=actor_kind(inbound.sender), brands=",".join(scenario.brands)), now)
             if order is not None and order.source_id == source_id:
                 break  # a new order, or this request's own order on redelivery
         else:
@@ -194,10 +202,13 @@ class Shop:
     # 3. A7: the payment-processing request shows the user the honest content and amount.
     async def _request_payment(self, order: Order) -> None:
         key = join_key(order.shop_id, order.order_id)
-        await self.ctx.emit(WAKEUPS, PaymentRequest(
+        topic = wakeup_topic(order.wake_to)  # addressed by channel (issue 8 item 3)
+        brands = {"brands": order.brands.split(",")} if order.brands else {}
+        await self.ctx.emit(topic, PaymentRequest(
             shop_id=order.shop_id, order_id=order.order_id, session=order.session,
             user_id=order.user_id, content=order.content, amount=order.content.amount,
-        ), key, sender=order.shop_id)
+            **brands), key, key=order.user_id if by_name(topic).key == "client" else key,
+            sender=order.shop_id)
         await self._status(order.shop_id, order.order_id, order.session, AWAITING_PAYMENT)
 
     # 4. Emb. 2 (B19–B22): the settlement server sends the result directly; the shop receipts it.
@@ -317,7 +328,7 @@ def register(ctx: AgentContext, statement: Statement = HONEST) -> None:
     shop = Shop(ctx, OrderDB(s.data_dir / "shop.sqlite"),
                 PollPolicy.from_env(give_up_ms=s.t_first_ms + s.t_history_ms), statement)
     ctx.handle(ORDER_REQUESTS, shop.on_order_request, types=(OrderRequest,),
-               senders=ORDER_SENDERS)
+               senders=PLACERS)
     ctx.handle(FIRST_ACKS, shop.on_first_accepted, types=(FirstAccepted,),
                senders=("settlement",))
     ctx.handle(RESULTS, shop.on_payment_result, types=(PaymentResult,), senders=("settlement",))

@@ -58,6 +58,8 @@ CREATE TABLE IF NOT EXISTS orders (
     created_ms   INTEGER NOT NULL,
     trace_id     TEXT NOT NULL DEFAULT '',
     final_by     TEXT NOT NULL DEFAULT '',
+    wake_to      TEXT NOT NULL DEFAULT 'terminal',
+    brands       TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (shop_id, request_ref)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS orders_by_id ON orders (shop_id, order_id)
@@ -66,10 +68,11 @@ CREATE INDEX IF NOT EXISTS orders_by_next_poll ON orders (next_poll_ms)
     WHERE next_poll_ms IS NOT NULL;
 """
 # Columns added after the first release, for order DBs made before them.
-_ADDED = (("trace_id", "TEXT NOT NULL DEFAULT ''"), ("final_by", "TEXT NOT NULL DEFAULT ''"))
+_ADDED = (("trace_id", "TEXT NOT NULL DEFAULT ''"), ("final_by", "TEXT NOT NULL DEFAULT ''"),
+          ("wake_to", "TEXT NOT NULL DEFAULT 'terminal'"), ("brands", "TEXT NOT NULL DEFAULT ''"))
 _COLUMNS = ("shop_id, request_ref, order_id, session, user_id, result_mode, shop_assigned, "
             "source_id, content, amount_minor, currency, status, outcome, polls, next_poll_ms, "
-            "created_ms, trace_id")
+            "created_ms, trace_id, wake_to, brands")
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,8 @@ class Order:
     next_poll_ms: int | None = None  # the next result inquiry (a durable deadline)
     created_ms: int = 0  # set by the DB when the order is added
     trace_id: str = ""  # the purchase's trace, for records the shop's timer sends
+    wake_to: str = "terminal"  # the wake-up channel: who placed the order (issue 8 item 3)
+    brands: str = ""  # the brands the user chose at checkout, comma-separated ("" = any)
 
     @property
     def final(self) -> bool:
@@ -98,11 +103,11 @@ class Order:
 
 def _row_to_order(row: Any) -> Order:
     (shop_id, ref, order_id, session, user_id, mode, shop_assigned, source_id, content, minor,
-     currency, status, outcome, polls, next_poll_ms, created_ms, trace_id) = row
+     currency, status, outcome, polls, next_poll_ms, created_ms, trace_id, wake_to, brands) = row
     return Order(shop_id, ref, order_id, session, user_id, mode,
                  from_body(OrderContent, msgpack.unpackb(content, raw=False)),
                  Money(minor, currency), status, bool(shop_assigned), source_id, outcome, polls,
-                 next_poll_ms, created_ms, trace_id)
+                 next_poll_ms, created_ms, trace_id, wake_to, brands)
 
 
 class OrderDB(SqliteDB):
@@ -152,12 +157,13 @@ class OrderDB(SqliteDB):
         db = await self._db()
         await db.execute(
             f"INSERT OR IGNORE INTO orders ({_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (order.shop_id, order.request_ref, order.order_id, order.session, order.user_id,
              order.result_mode, int(order.shop_assigned), order.source_id,
              msgpack.packb(to_body(order.content), use_bin_type=True), order.amount.minor,
              order.amount.currency, order.status, order.outcome, order.polls,
-             order.next_poll_ms, now_ms, order.trace_id))
+             order.next_poll_ms, now_ms, order.trace_id, order.wake_to,
+             order.brands))
         await self._commit(db)
         return await self.by_ref(order.shop_id, order.request_ref)
 

@@ -25,6 +25,7 @@ class Scenario:
     result_mode: str
     shop_assigns_id: bool = True
     send_hash: bool = False
+    brands: tuple[str, ...] = ()  # the brand(s) the user chose at checkout; () = every brand
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any], default_mode: str) -> Scenario:
@@ -42,4 +43,9 @@ class Scenario:
         send_hash = raw.get("hash", False)
         if not isinstance(send_hash, bool):
             raise OrderRejected("hash must be true or false")
-        return cls(result_mode=mode, shop_assigns_id=id_mode == "shop", send_hash=send_hash)
+        brands = raw.get("brands", [])
+        if not isinstance(brands, list) or len(brands) > 8 or not all(
+                isinstance(b, str) and b.isalnum() and len(b) <= 16 for b in brands):
+            raise OrderRejected("brands must be a list of up to 8 brand names")
+        return cls(result_mode=mode, shop_assigns_id=id_mode == "shop", send_hash=send_hash,
+                   brands=tuple(brands))

@@ -124,14 +124,14 @@ def test_observed_flow_finds_the_model_s_critical_path() -> None:
 def test_observed_flow_takes_readers_from_the_broker() -> None:
     flow = floors.model_flow(floors.build_world())
     readers = {t: list(r) for t, r in floors.model_readers().items()}
-    readers["kessai.wakeups"] = ["terminal"]  # say the relay stopped reading wake-ups
+    readers["kessai.wakeups"] = ["terminal", "relay"]  # say the relay read them again
     observed, source = floors.observed_flow(as_seen(flow, ["AWAITING_PAYMENT", "PAID"]),
                                             readers)
     assert set(source.values()) == {"broker"}
     wake = next(r for r in observed if r.topic == "kessai.wakeups")
-    assert wake.readers == ("terminal",)
-    assert floors.op_counts(observed)["verify"] == floors.op_counts()["verify"] - 1
-    assert floors.differences(observed)["readers_differ"] == ["kessai.wakeups: terminal"]
+    assert wake.readers == ("relay", "terminal")
+    assert floors.op_counts(observed)["verify"] == floors.op_counts()["verify"] + 1
+    assert floors.differences(observed)["readers_differ"] == ["kessai.wakeups: relay, terminal"]
 
 
 def test_critical_path_needs_a_final_status() -> None:
