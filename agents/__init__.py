@@ -22,4 +22,9 @@ AGENTS: dict[str, str] = {
     "gateway": "agents.gateway.agent",
     "ca": "agents.ca.agent",
     "relay": "agents.relay.agent",
+    # Seed 002: the mobile wake-up payment.
+    "paygate": "agents.paygate.agent",
+    "direction": "agents.direction.agent",
+    "pos": "agents.pos.agent",
+    "device": "agents.device.agent",
 }
