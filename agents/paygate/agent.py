@@ -212,6 +212,9 @@ class Paygate:
         current = self.load(user_id)
         if self.redelivered(inbound, current):
             return
+        if current is not None and current.terminal \
+                and msg.join_key == credit_join_key(current.transaction_number):
+            return  # the credit server answered a repeated request again: decided already
         if current is not None and msg.join_key != credit_join_key(current.transaction_number):
             await self.apply(inbound, current, machine.Refusal(
                 "unknown_transaction", "a credit response for another transaction"))

@@ -327,3 +327,41 @@ async def test_replayed_and_late_session_messages_are_dead_letters(tier: Tier) -
                 if m.transaction_number == r.transaction_number]) == 1
     assert len([m for m in await messages(tier, "kessai.device.sessions", CompletionNotice)
                 if m.transaction_number == r.transaction_number]) == 1
+
+
+def secrets_of_the_dev_world() -> list[bytes]:
+    from sim import devdata
+
+    out: list[bytes] = []
+    for u in devdata.WAKEUP_USERS:
+        out += [u.card_number.encode(), u.password.encode(), u.expiration.encode()]
+    return out
+
+
+FORBIDDEN_FIELDS = ("card_number", "expiration", "password", "decryption_key", "pan")
+
+
+async def test_z_no_topic_the_pos_phone_or_direction_read_carries_a_secret(tier: Tier) -> None:
+    """G9/P5/D11/X2: after the scenarios (on the broker: every one before this; in memory: a
+    payment and a Not agree), no record of any topic the POS, the phone or the direction
+    server may read holds a card number, a password or a secret-named field, and no topic
+    at all holds a card number in the clear."""
+    from topics.catalogue import CATALOGUE, readable_by
+
+    if isinstance(tier, MemoryTier):
+        await test_1_happy_path_in_store(tier)
+        await test_6_not_agree_sends_nothing_and_the_gateway_times_out(tier)
+    exposed = {t.name for kind in ("pos", "device", "direction") for t in readable_by(kind)}
+    secrets = secrets_of_the_dev_world()
+    scanned = 0
+    for spec in CATALOGUE:
+        for env, msg in await records(tier, spec.name):
+            scanned += 1
+            raw = env.body
+            for secret in secrets:
+                if spec.name in exposed or secret.isdigit():
+                    assert secret not in raw, f"{spec.name} carries a secret"
+            if spec.name in exposed:
+                fields = set(getattr(msg, "__dataclass_fields__", {}))
+                assert not fields & set(FORBIDDEN_FIELDS), (spec.name, fields)
+    assert scanned > 20
