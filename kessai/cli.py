@@ -79,9 +79,11 @@ def parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="run a handful of purchases and print their journeys")
     _common(d)
-    d.add_argument("flow", nargs="?", default="settlement", choices=["settlement", "relay"],
+    d.add_argument("flow", nargs="?", default="settlement",
+                   choices=["settlement", "relay", "wakeup"],
                    help="settlement: the seed-003 purchases; relay: one purchase from a "
-                   "simulated phone through the relay (seeds 000/001)")
+                   "simulated phone through the relay (seeds 000/001); wakeup: the mobile "
+                   "wake-up payments of seed 002")
     d.add_argument("--json", action="store_true")
     d.add_argument("--profile", default="phone",
                    help="relay flow: the terminal profile (phone, game, pc)")
@@ -114,6 +116,12 @@ def parser() -> argparse.ArgumentParser:
     pay.add_argument("--duplicate-second", action="store_true")
     pay.add_argument("--timeout", type=float, default=60.0)
     pay.add_argument("--json", action="store_true")
+    # Seed 002: `kessai pay --flow wakeup --device 1234567 --card "CARD B" --pos pos-1`.
+    pay.add_argument("--flow", choices=["settlement", "wakeup"], default="settlement")
+    pay.add_argument("--pos", default="pos-1", help="wakeup flow: the POS terminal")
+    pay.add_argument("--device", default="1234567", help="wakeup flow: the phone's device id")
+    pay.add_argument("--method", default="L", help="wakeup flow: L, I, B, pB or R")
+    pay.add_argument("--not-agree", action="store_true", help="wakeup flow: press Not agree")
 
     r = sub.add_parser("replay", help="print decoded, signature-checked records of topics")
     _common(r)
@@ -241,6 +249,14 @@ def dispatch(args: argparse.Namespace) -> int | None:
         from kessai.replay import run_cli as replay_cli
 
         return replay_cli(args, settings_from(args))
+    if cmd == "pay" and args.flow == "wakeup":
+        from sim.wakeup_demo import run_pay as run_wakeup_pay
+
+        return run_wakeup_pay(args, settings_from(args))
+    if cmd == "demo" and args.flow == "wakeup":
+        from sim.wakeup_demo import run_demo as run_wakeup_demo
+
+        return run_wakeup_demo(args, settings_from(args))
     if cmd == "pay":
         from sim.journey import run_pay
 
