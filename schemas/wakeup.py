@@ -42,6 +42,10 @@ class PosSale:
     tax: int
     currency: str = "JPY"
     use_service: bool = True
+    # Embodiment 2: the user typed their user id on the POS (or the phone gave it); the POS
+    # then asks the gateway for the encrypted card number instead of a transaction number.
+    encrypted_card_user: str = ""
+    method: str = "L"
 
 
 @message
@@ -338,7 +342,7 @@ class DeviceCommand:
     TYPE: ClassVar[str] = "device-command"
     VERSION: ClassVar[int] = 1
     device_id: str
-    action: Literal["login", "agree", "not_agree", "choose"]
+    action: Literal["login", "agree", "not_agree", "choose", "confirm"]
     card: str = ""
     user_id: str = ""
     pos_id: str = ""
@@ -369,3 +373,115 @@ class WakeupTick:
     VERSION: ClassVar[int] = 1
     key: str
     due_ms: int
+
+
+# -- Embodiment 2 (Figs. 22–28, K1–K7): the encrypted card number ---------------------------
+@message
+@dataclass(frozen=True)
+class CardNumberRequest:
+    """N1 (S01): the POS sends the user id (typed at the POS or from the phone) and its
+    merchant code; the amount is [X], for the confirmation mail."""
+
+    TYPE: ClassVar[str] = "card-number-request"
+    VERSION: ClassVar[int] = 1
+    pos_id: str
+    request_ref: str
+    user_id: str
+    merchant_code: str
+    amount: Money
+
+
+@message
+@dataclass(frozen=True)
+class ConfirmationMail:
+    """N2 (S02–S04, K2): the transaction, to the user's registered device, for a reply."""
+
+    TYPE: ClassVar[str] = "confirmation-mail"
+    VERSION: ClassVar[int] = 1
+    device_id: str
+    user_id: str
+    request_ref: str
+    merchant_name: str
+    amount: Money
+
+
+@message
+@dataclass(frozen=True)
+class ConfirmationReply:
+    """N3: the user's reply with the password (sealed to the gateway) and the device id."""
+
+    TYPE: ClassVar[str] = "confirmation-reply"
+    VERSION: ClassVar[int] = 1
+    user_id: str
+    device_id: str
+    request_ref: str
+    password_sealed: bytes
+
+
+@message
+@dataclass(frozen=True)
+class CardRefused:
+    """N4 (S07–S09, K1/K2, claims 24/27/30/33): the rejection message to the POS."""
+
+    TYPE: ClassVar[str] = "card-refused"
+    VERSION: ClassVar[int] = 1
+    pos_id: str
+    request_ref: str
+    reason: Literal["user_not_found", "no_card", "card_expired", "no_reply", "bad_password",
+                    "unknown_merchant", "user_busy"]
+
+
+@message
+@dataclass(frozen=True)
+class EncryptedCard:
+    """N5 (S10–S12, K4): the encrypted card number, to the POS only; and which credit server
+    holds its key (the issuer of the card, as Fig. 23's issuer code tells the POS)."""
+
+    TYPE: ClassVar[str] = "encrypted-card"
+    VERSION: ClassVar[int] = 1
+    pos_id: str
+    request_ref: str
+    encrypted_card_number: bytes
+    issuer_code: str
+    credit_server: str
+
+
+@message
+@dataclass(frozen=True)
+class KeyDistribution:
+    """N6 (S13, K4): the encrypted card number and its decryption key, the key sealed to the
+    credit server of the card's issuer."""
+
+    TYPE: ClassVar[str] = "key-distribution"
+    VERSION: ClassVar[int] = 1
+    encrypted_card_number: bytes
+    key_sealed: bytes
+
+
+@message
+@dataclass(frozen=True)
+class PosCreditRequest:
+    """N7 (S14–S16, K5): the POS's conventional credit request with the encrypted number."""
+
+    TYPE: ClassVar[str] = "pos-credit-request"
+    VERSION: ClassVar[int] = 1
+    pos_id: str
+    request_ref: str
+    encrypted_card_number: bytes
+    transaction_number: str
+    merchant_code: str
+    amount: Money
+    method: str
+
+
+@message
+@dataclass(frozen=True)
+class CreditAnswer:
+    """N8/N9 (S17–S21, K6): allowance, or failure of authentication."""
+
+    TYPE: ClassVar[str] = "credit-answer"
+    VERSION: ClassVar[int] = 1
+    pos_id: str
+    request_ref: str
+    allowed: bool
+    reason: str

@@ -117,6 +117,8 @@ WAKEUP_USERS: tuple[WakeupUser, ...] = (
     WakeupUser("00003", "CDEFAB", "3345678", "1360012345678905", "2029-03", 1_000),  # D
     WakeupUser("00004", "GHIJKL", "1234567", "1350012345678907", "2031-12"),  # A, 2nd card
     WakeupUser("00005", "MNOPQR", "5555555", "9999000011112228", "2031-12"),  # no issuer
+    WakeupUser("00006", "STUVWX", "6666666", "", ""),  # registered, no card stored (K1)
+    WakeupUser("00007", "YZABCD", "7777777", "1525000011111113", "2020-01"),  # expired (K1)
 )
 
 # UIM area 233 of each phone: one (user id, password) pair per card ([0038], [0052]).

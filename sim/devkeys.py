@@ -47,7 +47,8 @@ def init(directory: Path, *, force: bool = False) -> list[str]:
     for actor in actors():
         private[actor], signing[actor] = keys.new_actor(actor)
     sealing = {actor: keys.add_seal_key(private[actor])
-               for actor in ("settlement", "issuer", "gateway", "ca", *devdata.WALLETS)}
+               for actor in ("settlement", "issuer", "gateway", "ca", "paygate",
+                             *devdata.WALLETS)}
 
     _shops(private)
     _users(private)
@@ -179,4 +180,9 @@ def _wakeup(private: dict[str, dict[str, Any]]) -> None:
         }
     private["issuer"]["accounts"] = [*private["issuer"]["accounts"], *(
         {"pan": u.card_number, "expiry": u.expiration, "limit": u.limit_minor,
-         "currency": "JPY"} for u in devdata.WAKEUP_USERS)]
+         "currency": "JPY"} for u in devdata.WAKEUP_USERS if u.card_number)]
+    # Embodiment 2 (Fig. 25B): the gateway checks the password of the confirmation reply.
+    paygate["passwords"] = {}
+    for u in devdata.WAKEUP_USERS:
+        salt, digest = crypto.hash_password(u.password)
+        paygate["passwords"][u.user_id] = {"salt": salt.hex(), "hash": digest.hex()}

@@ -134,10 +134,12 @@ _SEED_002 = (
     TopicSpec("kessai.device.mail", "device id", 4, ("direction",), ("device",),
               "M7 the mail including commands, delivered to its mailbox's owner."),
     TopicSpec("kessai.paygate.sessions", "user id", 4, ("device",), ("paygate",),
-              "M8 M10 M13 M15 the phone's side of its session with the gateway."),
+              "M8 M10 M13 M15 the phone's side of its session with the gateway; N3 the "
+              "confirmation reply (password sealed to the gateway).",
+              may_hold_sealed_secrets=True),
     TopicSpec("kessai.device.sessions", "device id", 4, ("paygate",), ("device",),
               "M9 M11 M12 M14 M19 the gateway's side: certificate, error, details, methods, "
-              "completion."),
+              "completion; N2 the confirmation mail of embodiment 2."),
     TopicSpec("kessai.credit.requests", "user id", 4, ("paygate",), ("issuer",),
               "M16 credit requests; the card number and expiry only sealed to the credit "
               "server.", may_hold_sealed_secrets=True),
@@ -151,6 +153,20 @@ _SEED_002 = (
               "What each phone shows, for the operator's journey print."),
     TopicSpec("kessai.device.timers", "device id", 4, ("device",), ("device",),
               "Response deadlines and auth-result expiries the phone sends to itself."),
+    # Embodiment 2: the encrypted card number (the confirmation mail and its reply travel on
+    # kessai.device.sessions / kessai.paygate.sessions; the password only sealed).
+    TopicSpec("kessai.paygate.card-requests", "user id", 4, ("pos",), ("paygate",),
+              "N1 the user id and merchant code from a POS, for an encrypted card number."),
+    TopicSpec("kessai.pos.card-numbers", "pos id", 4, ("paygate",), ("pos",),
+              "N4/N5 the encrypted card number (ciphertext only), or the rejection."),
+    TopicSpec("kessai.credit.keys", "card digest", 4, ("paygate",), ("issuer",),
+              "N6 ciphertext and its decryption key, the key sealed to the credit server.",
+              may_hold_sealed_secrets=True),
+    TopicSpec("kessai.credit.pos-requests", "card digest", 4, ("pos",), ("issuer",),
+              "N7 the POS's credit requests with the encrypted card number.",
+              may_hold_sealed_secrets=True),
+    TopicSpec("kessai.pos.credit-answers", "pos id", 4, ("issuer",), ("pos",),
+              "N8/N9 allowance or failure of authentication, to the POS."),
 )
 
 

@@ -31,11 +31,13 @@ import msgpack
 from aiokafka.partitioner import DefaultPartitioner
 
 from agents.device import app
+from kessai import crypto
 from kessai.errors import ConfigError, KessaiError
 from kessai.runtime import AgentContext, Inbound
 from protocols import wakeup
 from schemas.wakeup import (
     CompletionNotice,
+    ConfirmationMail,
     DeviceCommand,
     Mail,
     PaymentMethods,
@@ -146,7 +148,19 @@ class Devices:
             return app.agree(uim, state, now, self.policy)
         if cmd.action == "not_agree":
             return app.not_agree(state)
+        if cmd.action == "confirm":
+            return app.reply(uim, state, self.seal_reply(uim, state, cmd.wrong_password))
         return app.choose(uim, state, cmd.method, now, self.policy)
+
+    def seal_reply(self, uim: app.Uim, state: app.Phone, wrong: bool) -> bytes:
+        """The simulated user types their password (or a wrong one), sealed to the gateway."""
+        if state.confirm is None:
+            return b""
+        cred = next((c for c in uim.credentials if c.user_id == state.confirm["user_id"]),
+                    None)
+        typed = (cred.password if cred else "") + ("?" if wrong else "")
+        return crypto.seal(self.ctx.registry.sealing["paygate"][1], typed.encode(),
+                           wakeup.reply_password_context(state.confirm["request_ref"]))
 
     async def login_typed(self, device_id: str, card: str, user_id: str, password: str,
                           pos_id: str) -> app.Step:
@@ -203,6 +217,8 @@ class Devices:
             step = app.on_methods(state, msg)
         elif isinstance(msg, CompletionNotice):
             step = app.on_completion(state, msg)
+        elif isinstance(msg, ConfirmationMail):
+            step = app.on_confirmation(uim, state, msg)
         else:
             step = app.on_error(state, msg)
         await self.apply(inbound, uim, state, step)
@@ -260,6 +276,6 @@ def register(ctx: AgentContext) -> None:
     ctx.handle(MAIL, devices.on_mail, types=(Mail,), senders=("direction",))
     ctx.handle(SESSIONS, devices.on_gateway,
                types=(ServerCertificate, SessionError, TransactionDetails, PaymentMethods,
-                      CompletionNotice), senders=("paygate",))
+                      CompletionNotice, ConfirmationMail), senders=("paygate",))
     ctx.handle(TIMERS, devices.on_tick, types=(WakeupTick,), senders=("device",))
     ctx.every(ctx.settings.timer_interval_s)(devices.scan_deadlines)

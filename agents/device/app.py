@@ -18,6 +18,8 @@ from protocols.wakeup import METHOD_NAMES, START_PAYMENT_APP
 from schemas.wakeup import (
     AuthRequest,
     CompletionNotice,
+    ConfirmationMail,
+    ConfirmationReply,
     Mail,
     MailFetch,
     MethodChoice,
@@ -100,6 +102,7 @@ class Phone:
     session: Session | None = None
     mails: list[str] = field(default_factory=list)  # mail ids already acted on
     seen: list[str] = field(default_factory=list)  # message ids already applied
+    confirm: dict[str, str] | None = None  # embodiment 2: {request_ref, user_id} to answer
 
     def to_wire(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,7 +111,8 @@ class Phone:
     def from_wire(cls, raw: dict[str, Any]) -> Phone:
         auth = Auth(**raw["auth"]) if raw.get("auth") else None
         session = Session(**raw["session"]) if raw.get("session") else None
-        return cls(auth, session, list(raw.get("mails", [])), list(raw.get("seen", [])))
+        return cls(auth, session, list(raw.get("mails", [])), list(raw.get("seen", [])),
+                   raw.get("confirm"))
 
 
 @dataclass(frozen=True)
@@ -306,3 +310,25 @@ def next_deadline(state: Phone) -> int | None:
     due = [d for d in (state.auth.expires_ms if state.auth else None,
                        state.session.deadline_ms if state.session else None) if d is not None]
     return min(due) if due else None
+
+
+# -- Embodiment 2 (K2): the confirmation mail, answered with the password ---------------------
+def on_confirmation(uim: Uim, state: Phone, msg: ConfirmationMail) -> Step:
+    """N2: show the transaction; the user answers with their password (or does not)."""
+    if msg.device_id != uim.device_id:
+        return Step(state)
+    return Step(replace(state, confirm={"request_ref": msg.request_ref, "user_id": msg.user_id}),
+                (Show("confirm", f"Confirm the payment of {msg.amount} at shop "
+                                 f"{msg.merchant_name}: reply with your password.",
+                      ("Reply", "Ignore")),))
+
+
+def reply(uim: Uim, state: Phone, password_sealed: bytes) -> Step:
+    """N3: the reply mail with the password (sealed by the shell) and the device id."""
+    if state.confirm is None:
+        return Step(state, (Show("error", "There is no payment to confirm."),))
+    c = state.confirm
+    return Step(replace(state, confirm=None), (
+        Send(GATEWAY, ConfirmationReply(c["user_id"], uim.device_id, c["request_ref"],
+                                        password_sealed), c["user_id"]),
+        Show("replied", "Reply sent.")))

@@ -26,7 +26,7 @@ from typing import Any
 
 import msgpack
 
-from agents.issuer import credit
+from agents.issuer import credit, credit2
 from agents.issuer.ledger import LazyLedger
 from agents.issuer.rules import UNREADABLE_ACCOUNT, Account
 from kessai import authenticators, crypto
@@ -102,6 +102,7 @@ def register(ctx: AgentContext) -> None:
 
     ctx.handle(AUTHORIZATIONS, authorize, types=(Authorization,), senders=TRUSTED_SENDERS)
     credit.declare(ctx, ledger, seal_private)  # seed 002's credit requests, same ledger
+    credit2.declare(ctx, ledger, seal_private)  # seed 002 embodiment 2: encrypted cards
 
     @ctx.on_start
     async def open_ledger() -> None:

@@ -33,7 +33,9 @@ from typing import Any
 import msgpack
 from aiokafka.partitioner import DefaultPartitioner
 
+from agents.paygate import encrypted_agent
 from agents.paygate import txn as machine
+from agents.paygate.encrypted_agent import Encrypted
 from agents.paygate.tables import Tables, issuer_of
 from kessai import authenticators, crypto
 from kessai.errors import ConfigError
@@ -92,6 +94,7 @@ class Paygate:
     address: str
     txns: MutableMapping[bytes, bytes]
     history: MutableMapping[bytes, bytes]
+    encrypted: Encrypted | None = None
 
     def load(self, user_id: str) -> machine.Txn | None:
         raw = self.txns.get(user_id.encode())
@@ -226,22 +229,25 @@ class Paygate:
         msg: WakeupTick = inbound.message
         current = self.load(msg.key)
         await self.apply(inbound, current, machine.on_tick(current, self.ctx.clock.now_ms()))
+        if self.encrypted is not None:
+            await self.encrypted.on_tick(msg.key)
 
     async def scan_deadlines(self) -> None:
         active = self.ctx.active_partitions(SESSIONS)
         if not active:
             return
         now = self.ctx.clock.now_ms()
-        for key, raw in list(self.txns.items()):
+        due: dict[str, int] = {}
+        for raw in list(self.txns.values()):
             t = machine.Txn.from_wire(msgpack.unpackb(raw))
-            if t.terminal or t.deadline_ms is None or t.deadline_ms > now:
+            if not t.terminal and t.deadline_ms is not None:
+                due[t.user_id] = t.deadline_ms
+        for user_id, deadline in self.encrypted.deadlines() if self.encrypted else []:
+            due[user_id] = min(deadline, due.get(user_id, deadline))
+        for user_id, deadline in due.items():
+            if deadline > now or _partition(user_id.encode(), 4) not in active:
                 continue
-            partition = _partition(key, 4)
-            if partition not in active:
-                continue
-            await self.ctx.emit(TIMERS, WakeupTick(t.user_id, t.deadline_ms),
-                                t.transaction_number, key=t.user_id,
-                                trace_id=t.trace_id or None)
+            await self.ctx.emit(TIMERS, WakeupTick(user_id, deadline), user_id, key=user_id)
 
 
 def _partition(key: bytes, n: int) -> int:
@@ -280,4 +286,5 @@ def register(ctx: AgentContext) -> None:
                       str(cfg["address"]), ctx.table("paygate-txns", partitions=4),
                       ctx.table("paygate-history", partitions=4))
     declare(ctx, gateway)
+    gateway.encrypted = encrypted_agent.declare(ctx, gateway.tables, cfg)  # embodiment 2
     ctx.every(ctx.settings.timer_interval_s)(gateway.scan_deadlines)

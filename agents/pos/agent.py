@@ -19,7 +19,19 @@ import msgpack
 from agents.pos import sales
 from kessai.errors import ConfigError
 from kessai.runtime import AgentContext, Inbound
-from schemas.wakeup import PosCompletion, PosSale, Receipt, ShortRangeUserId, TxnNumber
+from protocols.wakeup import encrypted_card_ref
+from schemas.wakeup import (
+    CardNumberRequest,
+    CardRefused,
+    CreditAnswer,
+    EncryptedCard,
+    PosCompletion,
+    PosCreditRequest,
+    PosSale,
+    Receipt,
+    ShortRangeUserId,
+    TxnNumber,
+)
 
 log = logging.getLogger("kessai.pos")
 
@@ -30,6 +42,10 @@ TXN_NUMBERS = "kessai.pos.txn-numbers"
 COMPLETIONS = "kessai.pos.completions"
 TXN_REQUESTS = "kessai.paygate.txn-requests"
 RECEIPTS = "kessai.pos.receipts"
+CARD_REQUESTS = "kessai.paygate.card-requests"
+CARD_NUMBERS = "kessai.pos.card-numbers"
+POS_CREDIT = "kessai.credit.pos-requests"
+CREDIT_ANSWERS = "kessai.pos.credit-answers"
 
 
 def register(ctx: AgentContext) -> None:
@@ -59,13 +75,25 @@ def register(ctx: AgentContext) -> None:
             step = sales.on_user_id(pos_id, merchant, state, msg)
         elif isinstance(msg, TxnNumber):
             step = sales.on_txn_number(state, msg)
-        else:
+        elif isinstance(msg, PosCompletion):
             step = sales.on_completion(pos_id, merchant, state, msg)
+        elif isinstance(msg, EncryptedCard):
+            step = sales.on_encrypted_card(pos_id, merchant, state, msg)
+        elif isinstance(msg, CardRefused):
+            step = sales.on_card_refused(pos_id, merchant, state, msg)
+        else:
+            step = sales.on_credit_answer(pos_id, merchant, state, msg)
         for out in step.out:
             if isinstance(out, Receipt):
                 log.info("pos %s: receipt for sale %s: %s", pos_id, out.sale_ref, out.outcome)
                 await ctx.emit(RECEIPTS, out, out.transaction_number or out.sale_ref,
                                key=pos_id, sender=pos_id)
+            elif isinstance(out, CardNumberRequest):
+                await ctx.emit(CARD_REQUESTS, out, out.request_ref, key=out.user_id,
+                               sender=pos_id)
+            elif isinstance(out, PosCreditRequest):
+                ref = encrypted_card_ref(out.encrypted_card_number)
+                await ctx.emit(POS_CREDIT, out, out.request_ref, key=ref, sender=pos_id)
             else:
                 await ctx.emit(TXN_REQUESTS, out, out.sale_ref, key=out.user_id, sender=pos_id)
         new = step.state
@@ -86,3 +114,6 @@ def register(ctx: AgentContext) -> None:
     ctx.handle(SHORTRANGE, handle, types=(ShortRangeUserId,), senders=("device",))
     ctx.handle(TXN_NUMBERS, handle, types=(TxnNumber,), senders=("paygate",))
     ctx.handle(COMPLETIONS, handle, types=(PosCompletion,), senders=("paygate",))
+    # Embodiment 2: the encrypted card number (or the rejection), the credit server's answer.
+    ctx.handle(CARD_NUMBERS, handle, types=(EncryptedCard, CardRefused), senders=("paygate",))
+    ctx.handle(CREDIT_ANSWERS, handle, types=(CreditAnswer,), senders=("issuer",))

@@ -11,9 +11,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from kessai.money import Money
 from protocols.wakeup import METHOD_NAMES
 from schemas.wakeup import (
+    CardNumberRequest,
+    CardRefused,
+    CreditAnswer,
+    EncryptedCard,
     PosCompletion,
+    PosCreditRequest,
     PosSale,
     Receipt,
     SaleItem,
@@ -35,6 +41,8 @@ class Sale:
     outcome: str = ""  # COMPLETED / STOPPED / REJECTED / CONVENTIONAL
     reason: str = ""
     method: str = ""
+    card_user: str = ""  # embodiment 2: the user id typed at the POS
+    encrypted_card: bytes = b""  # embodiment 2: the ciphertext the gateway sent (K5)
 
     @property
     def total(self) -> int:
@@ -59,7 +67,7 @@ class Pos:
 @dataclass(frozen=True)
 class Step:
     state: Pos
-    out: tuple[TxnNumberRequest | Receipt, ...] = ()
+    out: tuple[TxnNumberRequest | Receipt | CardNumberRequest | PosCreditRequest, ...] = ()
 
 
 def _pair(pos_id: str, merchant_code: str, state: Pos) -> Step:
@@ -106,6 +114,13 @@ def on_sale(pos_id: str, merchant_code: str, state: Pos, msg: PosSale) -> Step:
         sale = replace(sale, outcome="CONVENTIONAL")
         return Step(replace(state, sales={**state.sales, sale.sale_ref: sale}),
                     (receipt(pos_id, merchant_code, sale),))
+    if msg.encrypted_card_user:
+        # Embodiment 2 (S01): the user id and the merchant code go to the gateway.
+        sale = replace(sale, card_user=msg.encrypted_card_user, user_id=msg.encrypted_card_user,
+                       method=msg.method)
+        return Step(replace(state, sales={**state.sales, sale.sale_ref: sale}),
+                    (CardNumberRequest(pos_id, sale.sale_ref, sale.card_user, merchant_code,
+                                       Money(sale.total, sale.currency)),))
     return _pair(pos_id, merchant_code, replace(state, sales={**state.sales,
                                                               sale.sale_ref: sale}))
 
@@ -135,5 +150,40 @@ def on_completion(pos_id: str, merchant_code: str, state: Pos, msg: PosCompletio
         return Step(state)
     sale = replace(sale, transaction_number=sale.transaction_number or msg.transaction_number,
                    outcome=msg.outcome, reason=msg.reason, method=msg.method)
+    return Step(replace(state, sales={**state.sales, sale.sale_ref: sale}),
+                (receipt(pos_id, merchant_code, sale),))
+
+
+# -- Embodiment 2 (Fig. 27 S10–S21; K5, K6) ----------------------------------------------------
+def on_encrypted_card(pos_id: str, merchant_code: str, state: Pos, msg: EncryptedCard) -> Step:
+    """K5: store the ciphertext and send the conventional credit request with it."""
+    sale = state.sales.get(msg.request_ref)
+    if sale is None or sale.encrypted_card or sale.outcome:
+        return Step(state)
+    sale = replace(sale, encrypted_card=msg.encrypted_card_number,
+                   transaction_number=sale.sale_ref)
+    return Step(replace(state, sales={**state.sales, sale.sale_ref: sale}), (PosCreditRequest(
+        pos_id, sale.sale_ref, msg.encrypted_card_number, sale.sale_ref, merchant_code,
+        Money(sale.total, sale.currency), sale.method),))
+
+
+def on_card_refused(pos_id: str, merchant_code: str, state: Pos, msg: CardRefused) -> Step:
+    """K1/K2 (claims 24, 27): the rejection message, passed on to the user on the receipt."""
+    return _finish(pos_id, merchant_code, state, msg.request_ref, "REJECTED", msg.reason)
+
+
+def on_credit_answer(pos_id: str, merchant_code: str, state: Pos, msg: CreditAnswer) -> Step:
+    """K6: allowance, or failure of authentication, passed on to the user."""
+    return _finish(pos_id, merchant_code, state, msg.request_ref,
+                   "COMPLETED" if msg.allowed else "REJECTED",
+                   "" if msg.allowed else msg.reason)
+
+
+def _finish(pos_id: str, merchant_code: str, state: Pos, sale_ref: str, outcome: str,
+            reason: str) -> Step:
+    sale = state.sales.get(sale_ref)
+    if sale is None or sale.outcome or not sale.card_user:
+        return Step(state)
+    sale = replace(sale, outcome=outcome, reason=reason)
     return Step(replace(state, sales={**state.sales, sale.sale_ref: sale}),
                 (receipt(pos_id, merchant_code, sale),))

@@ -329,13 +329,95 @@ async def test_replayed_and_late_session_messages_are_dead_letters(tier: Tier) -
                 if m.transaction_number == r.transaction_number]) == 1
 
 
+async def card_sale(tier: Tier, pos_id: str, user_id: str, method: str = "L") -> str:
+    from schemas.wakeup import PosSale
+    from tests.e2e.wakeup_world import FIG16_ITEMS, TAX
+
+    sale_ref = ref()
+    await tier.send("kessai.pos.sales", PosSale(pos_id, sale_ref, FIG16_ITEMS, TAX, "JPY",
+                                                encrypted_card_user=user_id, method=method),
+                    pos_id, "operator")
+    return sale_ref
+
+
+async def test_11_embodiment_2_happy_path(tier: Tier) -> None:
+    """X3 (11), K2–K6: confirmation answered with the password; the POS gets only the
+    ciphertext, the credit server the key; it decrypts, authorises: allowance."""
+    from schemas.wakeup import EncryptedCard, KeyDistribution
+
+    before = len(await screens_of(tier, "1234567"))
+    sale_ref = await card_sale(tier, "pos-1", "00001")
+    await screen(tier, "1234567", "confirm", before)
+    await press(tier, "1234567", "confirm")
+    r = await receipt(tier, "pos-1", sale_ref)
+    assert r.outcome == "COMPLETED", r.lines
+    enc = (await tier.wait_for("kessai.pos.card-numbers",
+                               lambda m: isinstance(m, EncryptedCard)
+                               and m.request_ref == sale_ref)).encrypted_card_number
+    assert b"1525000012345678" not in enc and len(enc) > 16
+    dist = [m for m in await messages(tier, "kessai.credit.keys", KeyDistribution)
+            if m.encrypted_card_number == enc]
+    assert len(dist) == 1
+    issuer = keys.load_actor(tier.settings.keys_dir, "issuer")
+    assert issuer.seal_private is not None
+    from protocols import wakeup as w
+    key = crypto.open_sealed(issuer.seal_private, dist[0].key_sealed,
+                             w.credit_key_context(enc))
+    assert w.decrypt_card(key, enc) == ("1525000012345678", "2031-12")
+
+
+@pytest.mark.parametrize("case", ["no_reply", "bad_password", "no_card", "card_expired",
+                                  "user_not_found"])
+async def test_12_embodiment_2_refusals(tier: Tier, case: str) -> None:
+    """X3 (12), K1/K2: each rejection reason is its own outcome at the POS, and neither the
+    ciphertext nor a key leaves the gateway."""
+    from schemas.wakeup import CardRefused, EncryptedCard
+
+    user = {"no_card": "00006", "card_expired": "00007", "user_not_found": "99999"}.get(
+        case, "00002")
+    before = len(await screens_of(tier, "2234567"))
+    sale_ref = await card_sale(tier, "pos-2", user)
+    if case in ("no_reply", "bad_password"):
+        await screen(tier, "2234567", "confirm", before)
+        if case == "bad_password":
+            await press(tier, "2234567", "confirm", wrong_password=True)
+        else:
+            await tier.elapse(int(WAKEUP_ENV["KESSAI_PAYGATE_REPLY_MS"]) + 2_000)
+    refused = await tier.wait_for("kessai.pos.card-numbers",
+                                  lambda m: isinstance(m, CardRefused)
+                                  and m.request_ref == sale_ref, timeout=40)
+    assert refused.reason == case
+    r = await receipt(tier, "pos-2", sale_ref)
+    assert r.outcome == "REJECTED" and case in r.lines[-1]
+    assert not [m for m in await messages(tier, "kessai.pos.card-numbers", EncryptedCard)
+                if m.request_ref == sale_ref]
+
+
+async def test_13_embodiment_2_unknown_ciphertext_fails_authentication(tier: Tier) -> None:
+    """X3 (13), K6: a credit request with an encrypted number the credit server holds no key
+    for → failure of authentication to the POS."""
+    from kessai.money import Money
+    from protocols import wakeup as w
+    from schemas.wakeup import CreditAnswer, PosCreditRequest
+
+    enc = w.encrypt_card(w.new_card_key(), "1525000012345678", "2031-12")
+    request_ref = ref()
+    await tier.send("kessai.credit.pos-requests", PosCreditRequest(
+        "pos-1", request_ref, enc, request_ref, "1111111111", Money(TOTAL, "JPY"), "L"),
+        w.encrypted_card_ref(enc), "pos-1")
+    answer = await tier.wait_for("kessai.pos.credit-answers",
+                                 lambda m: isinstance(m, CreditAnswer)
+                                 and m.request_ref == request_ref)
+    assert (answer.allowed, answer.reason) == (False, "failure_of_authentication")
+
+
 def secrets_of_the_dev_world() -> list[bytes]:
     from sim import devdata
 
     out: list[bytes] = []
     for u in devdata.WAKEUP_USERS:
         out += [u.card_number.encode(), u.password.encode(), u.expiration.encode()]
-    return out
+    return [s for s in out if s]
 
 
 FORBIDDEN_FIELDS = ("card_number", "expiration", "password", "decryption_key", "pan")
@@ -351,8 +433,19 @@ async def test_z_no_topic_the_pos_phone_or_direction_read_carries_a_secret(tier:
     if isinstance(tier, MemoryTier):
         await test_1_happy_path_in_store(tier)
         await test_6_not_agree_sends_nothing_and_the_gateway_times_out(tier)
+        await test_11_embodiment_2_happy_path(tier)
     exposed = {t.name for kind in ("pos", "device", "direction") for t in readable_by(kind)}
     secrets = secrets_of_the_dev_world()
+    # K4: the decryption keys of embodiment 2 (opened here with the credit server's key).
+    from protocols import wakeup as w
+    from schemas.wakeup import KeyDistribution
+
+    issuer = keys.load_actor(tier.settings.keys_dir, "issuer")
+    assert issuer.seal_private is not None
+    keys_sent = [crypto.open_sealed(issuer.seal_private, m.key_sealed,
+                                    w.credit_key_context(m.encrypted_card_number))
+                 for m in await messages(tier, "kessai.credit.keys", KeyDistribution)]
+    assert keys_sent
     scanned = 0
     for spec in CATALOGUE:
         for env, msg in await records(tier, spec.name):
@@ -362,6 +455,7 @@ async def test_z_no_topic_the_pos_phone_or_direction_read_carries_a_secret(tier:
                 if spec.name in exposed or secret.isdigit():
                     assert secret not in raw, f"{spec.name} carries a secret"
             if spec.name in exposed:
+                assert not any(k in raw for k in keys_sent), f"{spec.name} carries a key"
                 fields = set(getattr(msg, "__dataclass_fields__", {}))
                 assert not fields & set(FORBIDDEN_FIELDS), (spec.name, fields)
     assert scanned > 20

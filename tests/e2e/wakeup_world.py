@@ -20,6 +20,7 @@ WAKEUP_ENV = {
     "KESSAI_PAYGATE_METHOD_MS": "5000",
     "KESSAI_DEVICE_RESPONSE_MS": "5000",
     "KESSAI_DEVICE_AUTH_TTL_MS": "12000",
+    "KESSAI_PAYGATE_REPLY_MS": "5000",
 }
 WAKEUP_AGENTS = ("paygate", "direction", "pos", "device", "issuer")
 FIG16_ITEMS = [SaleItem("Sencha 100g", 2, 1200), SaleItem("Mug", 1, 1800)]

@@ -85,5 +85,5 @@ async def test_the_phone_never_holds_a_card_number_or_expiry(tier: MemoryTier) -
               for t in ctx.host.tables.values()]  # type: ignore[attr-defined]
     blob = b"".join(k + v for t in tables for k, v in t.items())
     assert b"00001" in blob  # the scan looks at the real state
-    for u in devdata.WAKEUP_USERS:
+    for u in [u for u in devdata.WAKEUP_USERS if u.card_number]:
         assert u.card_number.encode() not in blob and u.expiration.encode() not in blob
