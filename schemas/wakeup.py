@@ -348,6 +348,7 @@ class DeviceCommand:
     pos_id: str = ""
     wrong_password: bool = False
     method: str = ""
+    reply_sealed: bytes = b""  # embodiment 2: the password a person typed, sealed to the gateway
 
 
 @message

@@ -147,8 +147,10 @@ _SEED_002 = (
               "M17 the credit server's completion or refusal."),
     TopicSpec("kessai.paygate.timers", "user id", 4, ("paygate",), ("paygate",),
               "Confirmation and device deadlines the gateway sends to itself."),
-    TopicSpec("kessai.device.commands", "device id", 4, ("operator",), ("device",),
-              "The phone user's presses (log in, Agree / Not agree, method); no password."),
+    TopicSpec("kessai.device.commands", "device id", 4, ("operator", "device"), ("device",),
+              "The phone user's presses (log in, Agree / Not agree, method), from the "
+              "simulated user or the phone's own screen; no password (a typed reply only "
+              "sealed to the gateway).", may_hold_sealed_secrets=True),
     TopicSpec("kessai.device.screens", "device id", 4, ("device",), ("operator",),
               "What each phone shows, for the operator's journey print."),
     TopicSpec("kessai.device.timers", "device id", 4, ("device",), ("device",),

@@ -24,13 +24,14 @@ import collections
 import logging
 import os
 from collections.abc import MutableMapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import msgpack
 from aiokafka.partitioner import DefaultPartitioner
 
 from agents.device import app
+from agents.device import http as device_http
 from kessai import crypto
 from kessai.errors import ConfigError, KessaiError
 from kessai.runtime import AgentContext, Inbound
@@ -80,6 +81,7 @@ class Devices:
     policy: app.Policy
     table: MutableMapping[bytes, bytes]
     screens: dict[str, collections.deque[PhoneScreen]]
+    screen_seq: dict[str, int] = field(default_factory=dict)
 
     def load(self, device_id: str) -> app.Phone:
         raw = self.table.get(device_id.encode())
@@ -113,6 +115,7 @@ class Devices:
                                      state.session.session_id if state.session else "")
                 self.screens.setdefault(uim.device_id, collections.deque(maxlen=20)).append(
                     screen)
+                self.screen_seq[uim.device_id] = self.screen_seq.get(uim.device_id, 0) + 1
                 await self.ctx.emit(SCREENS, screen, uim.device_id, sender=sender)
         if state != before:
             self.table[uim.device_id.encode()] = msgpack.packb(state.to_wire(),
@@ -125,6 +128,9 @@ class Devices:
     async def on_command(self, inbound: Inbound) -> None:
         cmd: DeviceCommand = inbound.message
         uim = self.addressed(inbound, cmd.device_id)
+        if uim is not None and inbound.sender.startswith("device-") \
+                and inbound.sender != actor_of(cmd.device_id):
+            uim = None  # a phone's own screen speaks only for that phone
         if uim is None:
             await self.refuse(inbound, "unknown_device", f"no phone {cmd.device_id} here")
             return
@@ -149,7 +155,8 @@ class Devices:
         if cmd.action == "not_agree":
             return app.not_agree(state)
         if cmd.action == "confirm":
-            return app.reply(uim, state, self.seal_reply(uim, state, cmd.wrong_password))
+            return app.reply(uim, state, cmd.reply_sealed
+                             or self.seal_reply(uim, state, cmd.wrong_password))
         return app.choose(uim, state, cmd.method, now, self.policy)
 
     def seal_reply(self, uim: app.Uim, state: app.Phone, wrong: bool) -> bytes:
@@ -161,14 +168,6 @@ class Devices:
         typed = (cred.password if cred else "") + ("?" if wrong else "")
         return crypto.seal(self.ctx.registry.sealing["paygate"][1], typed.encode(),
                            wakeup.reply_password_context(state.confirm["request_ref"]))
-
-    async def login_typed(self, device_id: str, card: str, user_id: str, password: str,
-                          pos_id: str) -> app.Step:
-        """The decision for a person typing on the phone's screen (the browser UI)."""
-        uim = self.uims[device_id]
-        now = self.ctx.clock.now_ms()
-        return app.login(uim, app.expire(self.load(device_id), now), card, user_id, password,
-                         pos_id, now, self.policy)
 
     # -- the direction server -------------------------------------------------------------------
     async def on_notice(self, inbound: Inbound) -> None:
@@ -271,7 +270,8 @@ def register(ctx: AgentContext) -> None:
         uim = app.Uim.from_config(cfg)
         uims[uim.device_id] = uim
     devices = Devices(ctx, uims, policy_from_env(), ctx.table("device-uim", partitions=4), {})
-    ctx.handle(COMMANDS, devices.on_command, types=(DeviceCommand,), senders=("operator",))
+    ctx.handle(COMMANDS, devices.on_command, types=(DeviceCommand,),
+               senders=("operator", "device"))
     ctx.handle(WAKEUPS, devices.on_notice, types=(ReceptionNotice,), senders=("direction",))
     ctx.handle(MAIL, devices.on_mail, types=(Mail,), senders=("direction",))
     ctx.handle(SESSIONS, devices.on_gateway,
@@ -279,3 +279,5 @@ def register(ctx: AgentContext) -> None:
                       CompletionNotice, ConfirmationMail), senders=("paygate",))
     ctx.handle(TIMERS, devices.on_tick, types=(WakeupTick,), senders=("device",))
     ctx.every(ctx.settings.timer_interval_s)(devices.scan_deadlines)
+    if os.environ.get("KESSAI_DEVICE_HTTP", "1") == "1":
+        device_http.register(ctx, devices)  # the phones' screens for a person (browser)
