@@ -158,7 +158,7 @@ class Driver:
                                           headers=env.headers())
 
     async def run(self, journeys: list[Journey], timeout_s: float, progress: bool) -> None:
-        await wait_reachable(self.settings.bootstrap)
+        await asyncio.to_thread(wait_reachable, self.settings.bootstrap)
         watcher = Watcher(self.settings)
         await watcher.start()
         self.producer = AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap, acks="all",

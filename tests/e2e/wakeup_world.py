@@ -16,11 +16,11 @@ from tests.e2e.tiers import MemoryTier, Tier
 # out); the e2e system fixture gives its workers the same through the environment.
 WAKEUP_ENV = {
     "KESSAI_PAYGATE_DEVICE_WAIT_MS": "8000",
-    "KESSAI_PAYGATE_CONFIRM_MS": "5000",
-    "KESSAI_PAYGATE_METHOD_MS": "5000",
+    "KESSAI_PAYGATE_CONFIRM_MS": "8000",
+    "KESSAI_PAYGATE_METHOD_MS": "20000",
     "KESSAI_DEVICE_RESPONSE_MS": "5000",
     "KESSAI_DEVICE_AUTH_TTL_MS": "12000",
-    "KESSAI_PAYGATE_REPLY_MS": "5000",
+    "KESSAI_PAYGATE_REPLY_MS": "15000",
 }
 WAKEUP_AGENTS = ("paygate", "direction", "pos", "device", "issuer")
 FIG16_ITEMS = [SaleItem("Sencha 100g", 2, 1200), SaleItem("Mug", 1, 1800)]
