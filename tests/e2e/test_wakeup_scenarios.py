@@ -411,6 +411,53 @@ async def test_13_embodiment_2_unknown_ciphertext_fails_authentication(tier: Tie
     assert (answer.allowed, answer.reason) == (False, "failure_of_authentication")
 
 
+async def test_k7_a_fresh_ciphertext_per_transaction(tier: Tier) -> None:
+    """K3/K7: two payments of the same user give two different encrypted card numbers."""
+    from schemas.wakeup import EncryptedCard
+
+    refs = []
+    for _ in range(2):
+        before = len(await screens_of(tier, "1234567"))
+        refs.append(await card_sale(tier, "pos-1", "00004"))
+        await screen(tier, "1234567", "confirm", before)
+        await press(tier, "1234567", "confirm")
+        await receipt(tier, "pos-1", refs[-1])
+    encs = [m.encrypted_card_number
+            for m in await messages(tier, "kessai.pos.card-numbers", EncryptedCard)
+            if m.request_ref in refs]
+    assert len(encs) == 2 and encs[0] != encs[1]
+
+
+async def test_p1_a_conventional_sale_never_asks_the_gateway(tier: Tier) -> None:
+    """P1 (Sd3): without the service the POS pays conventionally; nothing to the gateway."""
+    from schemas.wakeup import TxnNumberRequest
+
+    sale_ref = ref()
+    await sale(tier, "pos-2", sale_ref, use_service=False)
+    r = await receipt(tier, "pos-2", sale_ref)
+    assert r.outcome == "COMPLETED" and r.lines[-1] == "PAID CONVENTIONALLY"
+    assert not [m for m in await messages(tier, "kessai.paygate.txn-requests",
+                                          TxnNumberRequest) if m.sale_ref == sale_ref]
+
+
+async def test_w2_only_the_mailbox_owner_gets_the_mail(tier: Tier) -> None:
+    """W2: a fetch signed by another phone is a dead letter; no mail is delivered."""
+    from schemas.wakeup import MailFetch
+
+    mail_id = "mail-" + uuid.uuid4().hex[:8]
+    await tier.send("kessai.direction.mail-fetch", MailFetch("1234567", mail_id), "1234567",
+                    "device-7654321")
+
+    async def probe() -> None:
+        letters = [m for m in await messages(tier, "kessai.dead-letters", DeadLetter)
+                   if m.topic == "kessai.direction.mail-fetch" and mail_id.encode() in m.original]
+        assert [m.reason for m in letters] == ["not_mailbox_owner"]
+
+    await eventually(tier, probe)
+    assert not [m for m in await messages(tier, "kessai.device.mail", Mail)
+                if m.mail_id == mail_id]
+
+
 def secrets_of_the_dev_world() -> list[bytes]:
     from sim import devdata
 
