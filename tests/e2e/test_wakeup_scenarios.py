@@ -246,6 +246,8 @@ async def test_9_methods_follow_fig_10_and_nothing_else_is_taken(tier: Tier) -> 
     await screen(tier, "2234567", "error", before)
     offered = [m for m in await messages(tier, "kessai.device.sessions", PaymentMethods)
                if m.device_id == "2234567"][-1]
+    assert not [m for m in await messages(tier, "kessai.paygate.sessions", MethodChoice)
+                if m.session_id == offered.session_id]  # D9: the phone sent no "B"
     await tier.send("kessai.paygate.sessions",
                     MethodChoice("00002", "2234567", offered.session_id, "B"), "00002",
                     "device-2234567")
@@ -255,6 +257,20 @@ async def test_9_methods_follow_fig_10_and_nothing_else_is_taken(tier: Tier) -> 
     assert (done.outcome, done.reason) == ("STOPPED", "method_not_offered")
     assert not [m for m in await messages(tier, "kessai.credit.requests", CreditRequest)
                 if m.transaction_number == done.transaction_number]
+
+
+async def test_c1_the_credit_server_checks_the_card_and_refuses_over_its_limit(
+        tier: Tier) -> None:
+    """C1/S11: the credit server checks the card it was sent against its records; user
+    00003's card (limit 1 000 JPY) is refused for 4 620 JPY: stopped, the phone told."""
+    sale_ref, before = await pay_until_methods(tier, "pos-2", "3345678", "CARD A", "00003")
+    methods = await screen(tier, "3345678", "methods", before)
+    assert [o.split(":")[0] for o in methods.options] == ["L", "B"]  # 2222222222 × 2s44444
+    await press(tier, "3345678", "choose", method="L")
+    err = await screen(tier, "3345678", "error", before)
+    assert "credit_refused:over_limit" in err.text
+    r = await receipt(tier, "pos-2", sale_ref)
+    assert r.outcome == "STOPPED" and "credit_refused:over_limit" in r.lines[-1]
 
 
 async def test_unknown_card_range_stops_before_methods(tier: Tier) -> None:
@@ -426,6 +442,16 @@ async def test_k7_a_fresh_ciphertext_per_transaction(tier: Tier) -> None:
             for m in await messages(tier, "kessai.pos.card-numbers", EncryptedCard)
             if m.request_ref in refs]
     assert len(encs) == 2 and encs[0] != encs[1]
+    from protocols import wakeup as w
+    from schemas.wakeup import KeyDistribution
+
+    issuer = keys.load_actor(tier.settings.keys_dir, "issuer")
+    assert issuer.seal_private is not None
+    keys_of = [crypto.open_sealed(issuer.seal_private, m.key_sealed,
+                                  w.credit_key_context(m.encrypted_card_number))
+               for m in await messages(tier, "kessai.credit.keys", KeyDistribution)
+               if m.encrypted_card_number in encs]
+    assert len(keys_of) == 2 and keys_of[0] != keys_of[1]
 
 
 async def test_p1_a_conventional_sale_never_asks_the_gateway(tier: Tier) -> None:
