@@ -87,3 +87,28 @@ async def test_the_phone_never_holds_a_card_number_or_expiry(tier: MemoryTier) -
     assert b"00001" in blob  # the scan looks at the real state
     for u in [u for u in devdata.WAKEUP_USERS if u.card_number]:
         assert u.card_number.encode() not in blob and u.expiration.encode() not in blob
+
+
+async def test_the_gateway_keeps_the_users_history(tier: MemoryTier) -> None:
+    """Fig. 8 / [0113]: each finished transaction goes into the user's table 154b, once."""
+    import msgpack
+
+    await pay(tier)
+    await pay(tier)
+    await redeliver_everything(tier.bus)
+    [ctx] = [c for c in tier.bus.contexts if c.name == "paygate"]
+    rows = msgpack.unpackb(ctx.host.tables["paygate-history"][b"00001"])  # type: ignore[attr-defined]
+    assert [(r["outcome"], r["method"], r["total"]) for r in rows] == [("COMPLETED", "L", 4620)] * 2
+    assert len({r["transaction_number"] for r in rows}) == 2
+
+
+async def test_the_folded_form_pushes_the_mail_itself(keydir: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """[X] KESSAI_DIRECTION_FOLDED=1: no reception message and no fetch; the mail is pushed."""
+    for k, v in {**WAKEUP_ENV, "KESSAI_DIRECTION_FOLDED": "1"}.items():
+        monkeypatch.setenv(k, v)
+    t = MemoryTier(Settings(keys_dir=keydir, data_dir=tmp_path), WAKEUP_AGENTS)
+    await pay(t)
+    assert t.bus.log.get("kessai.device.wakeups", []) == []
+    assert t.bus.log.get("kessai.direction.mail-fetch", []) == []
+    assert len(t.bus.log["kessai.device.mail"]) == 1
