@@ -122,6 +122,8 @@ def parser() -> argparse.ArgumentParser:
     pay.add_argument("--device", default="1234567", help="wakeup flow: the phone's device id")
     pay.add_argument("--method", default="L", help="wakeup flow: L, I, B, pB or R")
     pay.add_argument("--not-agree", action="store_true", help="wakeup flow: press Not agree")
+    pay.add_argument("--embodiment", type=int, choices=[1, 2], default=1,
+                     help="wakeup flow: 2 = the encrypted card number via the POS")
 
     r = sub.add_parser("replay", help="print decoded, signature-checked records of topics")
     _common(r)

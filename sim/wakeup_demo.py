@@ -45,6 +45,7 @@ class Journey:
                                                            SaleItem("Mug", 1, 1800)])
     tax: int = 420
     expect: str = "COMPLETED"
+    embodiment: int = 1  # 2: the encrypted card number (the user id typed at the POS)
     sale_ref: str = field(default_factory=lambda: "sale-" + uuid.uuid4().hex[:8])
     hops: list[Hop] = field(default_factory=list)
     outcome: str = ""
@@ -53,6 +54,7 @@ class Journey:
     phone: list[str] = field(default_factory=list)
     started_ms: int = 0
     elapsed_s: float = 0.0
+    encrypted: bytes = b""
 
     @property
     def user_id(self) -> str:
@@ -69,8 +71,11 @@ class Journey:
             return False
         if b.get("device_id") == self.device_id or h.key in (self.device_id, self.user_id):
             return True
-        if b.get("pos_id") == self.pos_id and b.get("sale_ref", self.sale_ref) == self.sale_ref:
+        if b.get("pos_id") == self.pos_id \
+                and b.get("sale_ref", b.get("request_ref", self.sale_ref)) == self.sale_ref:
             return h.type != "shortrange-user-id" or b.get("user_id") == self.user_id
+        if h.type == "key-distribution":
+            return bool(self.encrypted) and b.get("encrypted_card_number") == self.encrypted
         return bool(self.transaction_number) and \
             b.get("transaction_number") == self.transaction_number
 
@@ -138,6 +143,25 @@ def summary(h: Hop) -> str:
         return f"error: {b['reason']}"
     if t == "pos-receipt":
         return f"receipt printed: {b['outcome']}"
+    if t == "card-number-request":
+        return f"user id {b['user_id']} + merchant {b['merchant_code']} for an encrypted card " \
+               "number"
+    if t == "confirmation-mail":
+        return f"confirmation mail to device {b['device_id']}: {b['amount'][0]} " \
+               f"{b['amount'][1]} at shop {b['merchant_name']}"
+    if t == "confirmation-reply":
+        return "reply with the password (sealed to the gateway)"
+    if t == "card-refused":
+        return f"rejected: {b['reason']}"
+    if t == "encrypted-card":
+        return f"encrypted card number ({len(b['encrypted_card_number'])} bytes; no key), " \
+               f"credit server {b['credit_server']}"
+    if t == "key-distribution":
+        return "ciphertext + decryption key (sealed to the credit server)"
+    if t == "pos-credit-request":
+        return f"credit request {b['amount'][0]} {b['amount'][1]} with the encrypted number"
+    if t == "credit-answer":
+        return "allowance" if b["allowed"] else f"failure of authentication ({b['reason']})"
     if t == "wakeup-tick":
         return "deadline reached"
     if t == "dead-letter":
@@ -176,11 +200,18 @@ class Driver:
     async def one(self, watcher: Watcher, j: Journey, timeout_s: float) -> None:
         j.started_ms = SystemClock().now_ms()
         t0 = time.monotonic()
-        # Sa1–Sa6 first (the person logs in on the phone at the counter), then the clerk.
-        await self.send("kessai.device.commands", DeviceCommand(
-            j.device_id, "login", card=j.card, user_id=j.user_id, pos_id=j.pos_id,
-            wrong_password=j.wrong_password), j.device_id)
         sale_sent = False
+        if j.embodiment == 2:
+            # S01: the user types their user id at the POS; the phone only confirms (K2).
+            sale_sent = True
+            await self.send("kessai.pos.sales", PosSale(
+                j.pos_id, j.sale_ref, j.items, j.tax, "JPY", encrypted_card_user=j.user_id,
+                method=j.method), j.pos_id)
+        else:
+            # Sa1–Sa6 first (the person logs in on the phone at the counter), then the clerk.
+            await self.send("kessai.device.commands", DeviceCommand(
+                j.device_id, "login", card=j.card, user_id=j.user_id, pos_id=j.pos_id,
+                wrong_password=j.wrong_password), j.device_id)
         quiet_until: float | None = None
         while time.monotonic() - t0 < timeout_s:
             for h in await watcher.poll(200):
@@ -197,6 +228,10 @@ class Driver:
                     elif b["screen"] == "details":
                         await self.send("kessai.device.commands", DeviceCommand(
                             j.device_id, "agree" if j.agree else "not_agree"), j.device_id)
+                    elif b["screen"] == "confirm":
+                        await self.send("kessai.device.commands", DeviceCommand(
+                            j.device_id, "confirm", wrong_password=j.wrong_password),
+                            j.device_id)
                     elif b["screen"] == "methods":
                         await self.send("kessai.device.commands", DeviceCommand(
                             j.device_id, "choose", method=j.method), j.device_id)
@@ -204,6 +239,8 @@ class Driver:
                         j.outcome = f"PHONE_{b['screen'].upper()}"
                         if not sale_sent or b["screen"] == "stopped":
                             quiet_until = time.monotonic() + 1.0
+                elif h.type == "encrypted-card" and b["request_ref"] == j.sale_ref:
+                    j.encrypted = b["encrypted_card_number"]
                 elif h.type == "txn-number" and b["sale_ref"] == j.sale_ref:
                     j.transaction_number = b["transaction_number"]
                 elif h.type == "pos-receipt" and b["sale_ref"] == j.sale_ref:
@@ -237,6 +274,9 @@ def demo_journeys() -> list[Journey]:
                 wrong_password=True, expect="PHONE_REJECTED"),
         Journey("card in no issuer range: stopped before the methods", device_id="5555555",
                 expect="STOPPED"),
+        Journey("embodiment 2: encrypted card number, confirmed on the phone", embodiment=2),
+        Journey("embodiment 2: wrong password in the reply", pos_id="pos-2",
+                device_id="2234567", embodiment=2, wrong_password=True, expect="REJECTED"),
     ]
 
 
@@ -277,7 +317,8 @@ def journey_from_args(args: argparse.Namespace) -> Journey:
         name, price = catalogue[code]
         items.append(SaleItem(name, int(qty or 1), price))
     j = Journey("pay", args.pos, args.device, card, args.method, not args.not_agree,
-                args.wrong_password, items, tax=sum(i.price * i.quantity for i in items) // 10)
+                args.wrong_password, items, tax=sum(i.price * i.quantity for i in items) // 10,
+                embodiment=args.embodiment)
     j.user_id  # noqa: B018  (raises a clear error for a card the phone does not hold)
     return j
 
