@@ -201,6 +201,7 @@ class Driver:
         j.started_ms = SystemClock().now_ms()
         t0 = time.monotonic()
         sale_sent = False
+        keys_seen: list[Hop] = []
         if j.embodiment == 2:
             # S01: the user types their user id at the POS; the phone only confirms (K2).
             sale_sent = True
@@ -215,6 +216,9 @@ class Driver:
         quiet_until: float | None = None
         while time.monotonic() - t0 < timeout_s:
             for h in await watcher.poll(200):
+                if h.type == "key-distribution":
+                    keys_seen.append(h)  # sent before the POS's copy names the ciphertext
+                    continue
                 if not j.related(h):
                     continue
                 j.hops.append(h)
@@ -248,6 +252,7 @@ class Driver:
                     quiet_until = time.monotonic() + 0.5
             if quiet_until is not None and time.monotonic() > quiet_until:
                 break
+        j.hops += [h for h in keys_seen if j.related(h)]
         j.hops.sort(key=lambda h: (h.at_ms, h.topic, h.offset))
         j.elapsed_s = time.monotonic() - t0
 
