@@ -26,4 +26,9 @@ AGENTS: dict[str, str] = {
     "selector": "agents.selector.agent",
     "wum": "agents.wum.agent",
     "serverwallet": "agents.serverwallet.agent",
+    # Seed 002: the mobile wake-up payment.
+    "paygate": "agents.paygate.agent",
+    "direction": "agents.direction.agent",
+    "pos": "agents.pos.agent",
+    "device": "agents.device.agent",
 }

@@ -88,10 +88,11 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="run a handful of purchases and print their journeys")
     _common(d)
     d.add_argument("flow", nargs="?", default="settlement",
-                   choices=["settlement", "relay", "selector"],
+                   choices=["settlement", "relay", "wakeup", "selector"],
                    help="settlement: the seed-003 purchases; relay: one purchase from a "
-                   "simulated phone through the relay (seeds 000/001); selector: the 12 "
-                   "examples of seed 004, each wake-up's route and settlement")
+                   "simulated phone through the relay (seeds 000/001); wakeup: the mobile "
+                   "wake-up payments of seed 002; selector: the 12 examples of seed 004, each "
+                   "wake-up's route and settlement")
     d.add_argument("--json", action="store_true")
     d.add_argument("--profile", default="phone",
                    help="relay flow: the terminal profile (phone, game, pc)")
@@ -115,9 +116,10 @@ def parser() -> argparse.ArgumentParser:
     pay.add_argument("--delay", type=float, default=0.0,
                      help="seconds the user waits before sending the 2nd request")
     pay.add_argument("--abandon", action="store_true", help="never send the 2nd request")
-    pay.add_argument("--flow", default="settlement", choices=["settlement", "selector"],
+    pay.add_argument("--flow", default="settlement", choices=["settlement", "selector", "wakeup"],
                      help="selector: a seed-004 purchase of a two-wallet client (carol), its "
-                     "wake-up routed as --mode says, on the in-memory bus")
+                     "wake-up routed as --mode says, on the in-memory bus; wakeup: a seed-002 "
+                     "payment at a POS, the phone woken by the gateway")
     pay.add_argument("--mode", choices=["VIA_TERMINAL", "DIRECT_BOTH", "SHOP_POLLS",
                                         *SELECTOR_MODES],
                      help="the result route (settlement flow) or the seed-004 example "
@@ -130,6 +132,13 @@ def parser() -> argparse.ArgumentParser:
     pay.add_argument("--duplicate-second", action="store_true")
     pay.add_argument("--timeout", type=float, default=60.0)
     pay.add_argument("--json", action="store_true")
+    # Seed 002: `kessai pay --flow wakeup --device 1234567 --card "CARD B" --pos pos-1`.
+    pay.add_argument("--pos", default="pos-1", help="wakeup flow: the POS terminal")
+    pay.add_argument("--device", default="1234567", help="wakeup flow: the phone's device id")
+    pay.add_argument("--method", default="L", help="wakeup flow: L, I, B, pB or R")
+    pay.add_argument("--not-agree", action="store_true", help="wakeup flow: press Not agree")
+    pay.add_argument("--embodiment", type=int, choices=[1, 2], default=1,
+                     help="wakeup flow: 2 = the encrypted card number via the POS")
 
     r = sub.add_parser("replay", help="print decoded, signature-checked records of topics")
     _common(r)
@@ -263,6 +272,14 @@ def dispatch(args: argparse.Namespace) -> int | None:
         from sim.selector_demo import run_cli as selector_cli
 
         return selector_cli(args, settings_from(args), demo=cmd == "demo")
+    if cmd == "pay" and args.flow == "wakeup":
+        from sim.wakeup_demo import run_pay as run_wakeup_pay
+
+        return run_wakeup_pay(args, settings_from(args))
+    if cmd == "demo" and args.flow == "wakeup":
+        from sim.wakeup_demo import run_demo as run_wakeup_demo
+
+        return run_wakeup_demo(args, settings_from(args))
     if cmd == "pay":
         from sim.journey import run_pay
 

@@ -123,3 +123,65 @@ MASTERS: dict[str, dict[str, dict[str, object]]] = {
     "wallet-a": {"carol": {"slave_brands": {"wallet-b": ["mastercard"]},
                            "slave_info": ["wallet-b"], "allow": ["wallet-b"]}},
 }
+
+
+# -- Seed 002 (EP 1 280 115): the mobile wake-up payment's gateway tables, Figs. 7–10 -------
+# Fig. 7's card numbers lie in none of Fig. 9's ranges (spec appendix), so the cards here are
+# made to fall in them; user ids, passwords, device ids and the tables are the figures'.
+WAKEUP_GATEWAY_ADDRESS = "https://paygate.kessai.example/pay"  # UIM area 233's URL
+WAKEUP_GATEWAY_MAIL = "payment@paygate.kessai.example"  # the From of the command mail
+
+
+@dataclass(frozen=True)
+class WakeupUser:
+    """A row of user table 154a (Fig. 7) plus the expiry the figure does not show."""
+
+    user_id: str
+    password: str
+    device_id: str
+    card_number: str
+    expiration: str  # "YYYY-MM"
+    limit_minor: int = 1_000_000
+
+
+WAKEUP_USERS: tuple[WakeupUser, ...] = (
+    WakeupUser("00001", "ABCDEF", "1234567", "1525000012345678", "2031-12"),  # issuer A
+    WakeupUser("00002", "FEDCBA", "2234567", "1452590000123456", "2030-06"),  # issuer B
+    WakeupUser("00003", "CDEFAB", "3345678", "1360012345678905", "2029-03", 1_000),  # D
+    WakeupUser("00004", "GHIJKL", "1234567", "1350012345678907", "2031-12"),  # A, 2nd card
+    WakeupUser("00005", "MNOPQR", "5555555", "9999000011112228", "2031-12"),  # no issuer
+    WakeupUser("00006", "STUVWX", "6666666", "", ""),  # registered, no card stored (K1)
+    WakeupUser("00007", "YZABCD", "7777777", "1525000011111113", "2020-01"),  # expired (K1)
+)
+
+# UIM area 233 of each phone: one (user id, password) pair per card ([0038], [0052]).
+# Phone 7654321 holds user 00002's pair but is not the device registered for it.
+WAKEUP_PHONES: dict[str, tuple[tuple[str, str], ...]] = {
+    "1234567": (("CARD A", "00001"), ("CARD B", "00004")),
+    "2234567": (("CARD A", "00002"),),
+    "3345678": (("CARD A", "00003"),),
+    "5555555": (("CARD A", "00005"),),
+    "7654321": (("CARD A", "00002"),),
+}
+
+# Issuer table 154c (Fig. 9): card-number range (compared on as many leading digits as the
+# bound has), issuer code, issuer name.
+WAKEUP_ISSUERS: tuple[tuple[str, str, str, str], ...] = (
+    ("1525000000", "1525059999", "2a11111", "A"),
+    ("145259000", "1452590000", "2a22222", "B"),
+    ("153996010", "153996010", "2s33333", "C"),
+    ("13500", "13560", "2a11111", "A"),
+    ("13600", "13600", "2s44444", "D"),
+)
+
+# Merchant table 154d (Fig. 10): merchant code, merchant name, issuer code, allowed methods.
+WAKEUP_MERCHANTS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    ("1111111111", "A", "2a11111", ("L", "I", "R")),
+    ("2222222222", "B", "2a22222", ("L", "I", "pB", "R")),
+    ("2222222222", "B", "2s44444", ("L", "B")),
+    ("3333333333", "C", "2a22222", ("L", "B", "pB")),
+    ("4444444444", "D", "2s33333", ("L", "R")),
+)
+
+# The POS terminals and their merchant codes.
+WAKEUP_POS: dict[str, str] = {"pos-1": "1111111111", "pos-2": "2222222222"}

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from kessai import certificates, crypto, keys
+from protocols import wakeup as protocols_wakeup
 from schemas.codec import to_body
 from schemas.relay import Certificate
+from schemas.wakeup import GatewayCertificate
 from sim import devdata
 
 CERTIFICATE_NOT_AFTER_MS = 4_102_444_800_000  # 2100-01-01: development certificates
@@ -25,7 +27,13 @@ def actors() -> list[str]:
     """Every identity of the development key set."""
     return [*devdata.SERVICE_ACTORS, *devdata.SHOPS, *devdata.WALLETS,
             *(keys.user_actor(u.user_id) for u in devdata.USERS),
-            devdata.SELECTOR, *(m.module_id for m in devdata.MODULES)]
+            devdata.SELECTOR, *(m.module_id for m in devdata.MODULES), *wakeup_actors()]
+
+
+def wakeup_actors() -> list[str]:
+    """Seed 002: the payment gateway, its direction server, the POS terminals, the phones."""
+    return ["paygate", "direction", *devdata.WAKEUP_POS,
+            *(f"device-{d}" for d in devdata.WAKEUP_PHONES)]
 
 
 def init(directory: Path, *, force: bool = False) -> list[str]:
@@ -40,13 +48,15 @@ def init(directory: Path, *, force: bool = False) -> list[str]:
     for actor in actors():
         private[actor], signing[actor] = keys.new_actor(actor)
     sealing = {actor: keys.add_seal_key(private[actor])
-               for actor in ("settlement", "issuer", "gateway", "ca", *devdata.WALLETS)}
+               for actor in ("settlement", "issuer", "gateway", "ca", "paygate",
+                             *devdata.WALLETS)}
 
     _shops(private)
     _users(private)
     _wallets(private)
     _relay(private)
     _selector(private)
+    _wakeup(private)
     keys.write(directory, private, signing, sealing, force=force)
     return list(private)
 
@@ -152,3 +162,46 @@ def _selector(private: dict[str, dict[str, Any]]) -> None:
     for m in devdata.MODULES:
         private[m.module_id]["module"] = {"client": m.client_id, "servers": list(m.servers),
                                           "brands": list(m.brands), "multi": m.multi}
+
+
+def _wakeup(private: dict[str, dict[str, Any]]) -> None:
+    """Seed 002: the gateway's tables (Figs. 7–10) and its CA-issued server certificate, the
+    phones' UIM area 233, the POS merchant codes, and the cards at the credit server."""
+    users = {u.user_id: u for u in devdata.WAKEUP_USERS}
+    paygate = private["paygate"]
+    paygate["users"] = {u.user_id: {"device_id": u.device_id, "card_number": u.card_number,
+                                    "expiration": u.expiration}
+                        for u in devdata.WAKEUP_USERS}
+    paygate["issuers"] = [list(row) for row in devdata.WAKEUP_ISSUERS]
+    paygate["merchants"] = [[code, name, issuer, list(methods)]
+                            for code, name, issuer, methods in devdata.WAKEUP_MERCHANTS]
+    paygate["credit_servers"] = {code: "issuer" for _, _, code, _ in devdata.WAKEUP_ISSUERS}
+    paygate["address"] = devdata.WAKEUP_GATEWAY_ADDRESS
+    paygate["mail_address"] = devdata.WAKEUP_GATEWAY_MAIL
+    cert = protocols_wakeup.issue_certificate(
+        bytes.fromhex(private["ca"]["signing"]), GatewayCertificate(
+            "paygate", devdata.WAKEUP_GATEWAY_ADDRESS,
+            crypto.signing_public(bytes.fromhex(paygate["signing"])),
+            CERTIFICATE_NOT_AFTER_MS))
+    paygate["certificate"] = {k: (v.hex() if isinstance(v, bytes) else v)
+                              for k, v in to_body(cert).items()}
+    private["direction"]["mail_address"] = devdata.WAKEUP_GATEWAY_MAIL
+    for pos_id, merchant in devdata.WAKEUP_POS.items():
+        private[pos_id]["merchant_code"] = merchant
+    for device_id, cards in devdata.WAKEUP_PHONES.items():
+        private[f"device-{device_id}"]["uim"] = {
+            "device_id": device_id,
+            "gateway_address": devdata.WAKEUP_GATEWAY_ADDRESS,
+            "gateway_mail": devdata.WAKEUP_GATEWAY_MAIL,
+            "trust_anchor": "ca",
+            "credentials": [{"card": card, "user_id": uid, "password": users[uid].password}
+                            for card, uid in cards],
+        }
+    private["issuer"]["accounts"] = [*private["issuer"]["accounts"], *(
+        {"pan": u.card_number, "expiry": u.expiration, "limit": u.limit_minor,
+         "currency": "JPY"} for u in devdata.WAKEUP_USERS if u.card_number)]
+    # Embodiment 2 (Fig. 25B): the gateway checks the password of the confirmation reply.
+    paygate["passwords"] = {}
+    for u in devdata.WAKEUP_USERS:
+        salt, digest = crypto.hash_password(u.password)
+        paygate["passwords"][u.user_id] = {"salt": salt.hex(), "hash": digest.hex()}

@@ -7,7 +7,7 @@ murmur2 partitioner), so both halves of an order meet in the same partition (spe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 DAY_MS = 24 * 3600 * 1000
 JOIN_PARTITIONS = 4
@@ -173,6 +173,81 @@ CATALOGUE: tuple[TopicSpec, ...] = (
               "Records an agent could not accept, with the reason and the original bytes.",
               retention_ms=30 * DAY_MS),
 )
+
+# Seed 002 (EP 1 280 115, mobile wake-up payment), embodiment 1. The gateway's inputs and its
+# credit traffic are keyed by user id, the phone's by device id, the POS's by POS id, so each
+# agent's state and its timers stay on one partition. Wake-ups are addressed explicitly: the
+# reception message is keyed by the device id and names it (no device reads another's).
+_SEED_002 = (
+    TopicSpec("kessai.pos.sales", "pos id", 4, ("operator",), ("pos",),
+              "Sd1/Sd2 the clerk's transaction information and whether the customer pays by "
+              "the wake-up service."),
+    TopicSpec("kessai.shortrange.user-ids", "pos id", 4, ("device",), ("pos",),
+              "M1 the user id the phone hands to the POS over short range (nothing secret)."),
+    TopicSpec("kessai.paygate.txn-requests", "user id", 4, ("pos",), ("paygate",),
+              "M2 requests for a transaction number: goods, merchant, user id; never a card."),
+    TopicSpec("kessai.pos.txn-numbers", "pos id", 4, ("paygate",), ("pos",),
+              "M3 the transaction number the gateway issued for a sale."),
+    TopicSpec("kessai.pos.completions", "pos id", 4, ("paygate",), ("pos",),
+              "M18 completion (or the stop, with its reason) of a sale's payment."),
+    TopicSpec("kessai.pos.receipts", "pos id", 4, ("pos",), ("operator",),
+              "Sd7 the receipts the POS prints."),
+    TopicSpec("kessai.direction.mail-requests", "device id", 4, ("paygate",), ("direction",),
+              "M4 the gateway asks for the wake-up mail to the user's registered device."),
+    TopicSpec("kessai.device.wakeups", "device id", 4, ("direction",), ("device",),
+              "M5 reception messages, each addressed to exactly one device (key and field)."),
+    TopicSpec("kessai.direction.mail-fetch", "device id", 4, ("device",), ("direction",),
+              "M6 a device fetches the mail waiting in its own mailbox."),
+    TopicSpec("kessai.device.mail", "device id", 4, ("direction",), ("device",),
+              "M7 the mail including commands, delivered to its mailbox's owner."),
+    TopicSpec("kessai.paygate.sessions", "user id", 4, ("device",), ("paygate",),
+              "M8 M10 M13 M15 the phone's side of its session with the gateway; N3 the "
+              "confirmation reply (password sealed to the gateway).",
+              may_hold_sealed_secrets=True),
+    TopicSpec("kessai.device.sessions", "device id", 4, ("paygate",), ("device",),
+              "M9 M11 M12 M14 M19 the gateway's side: certificate, error, details, methods, "
+              "completion; N2 the confirmation mail of embodiment 2."),
+    TopicSpec("kessai.credit.requests", "user id", 4, ("paygate",), ("issuer",),
+              "M16 credit requests; the card number and expiry only sealed to the credit "
+              "server.", may_hold_sealed_secrets=True),
+    TopicSpec("kessai.credit.responses", "user id", 4, ("issuer",), ("paygate",),
+              "M17 the credit server's completion or refusal."),
+    TopicSpec("kessai.paygate.timers", "user id", 4, ("paygate",), ("paygate",),
+              "Confirmation and device deadlines the gateway sends to itself."),
+    TopicSpec("kessai.device.commands", "device id", 4, ("operator", "device"), ("device",),
+              "The phone user's presses (log in, Agree / Not agree, method), from the "
+              "simulated user or the phone's own screen; no password (a typed reply only "
+              "sealed to the gateway).", may_hold_sealed_secrets=True),
+    TopicSpec("kessai.device.screens", "device id", 4, ("device",), ("operator",),
+              "What each phone shows, for the operator's journey print."),
+    TopicSpec("kessai.device.timers", "device id", 4, ("device",), ("device",),
+              "Response deadlines and auth-result expiries the phone sends to itself."),
+    # Embodiment 2: the encrypted card number (the confirmation mail and its reply travel on
+    # kessai.device.sessions / kessai.paygate.sessions; the password only sealed).
+    TopicSpec("kessai.paygate.card-requests", "user id", 4, ("pos",), ("paygate",),
+              "N1 the user id and merchant code from a POS, for an encrypted card number."),
+    TopicSpec("kessai.pos.card-numbers", "pos id", 4, ("paygate",), ("pos",),
+              "N4/N5 the encrypted card number (ciphertext only), or the rejection."),
+    TopicSpec("kessai.credit.keys", "card digest", 4, ("paygate",), ("issuer",),
+              "N6 ciphertext and its decryption key, the key sealed to the credit server.",
+              may_hold_sealed_secrets=True),
+    TopicSpec("kessai.credit.pos-requests", "card digest", 4, ("pos",), ("issuer",),
+              "N7 the POS's credit requests with the encrypted card number.",
+              may_hold_sealed_secrets=True),
+    TopicSpec("kessai.pos.credit-answers", "pos id", 4, ("issuer",), ("pos",),
+              "N8/N9 allowance or failure of authentication, to the POS."),
+)
+
+
+def _with_producers(specs: tuple[TopicSpec, ...], names: tuple[str, ...],
+                    kinds: tuple[str, ...]) -> tuple[TopicSpec, ...]:
+    """``specs`` with ``kinds`` added to the producers of the topics ``names``."""
+    return tuple(replace(t, producers=(*t.producers, *kinds)) if t.name in names else t
+                 for t in specs)
+
+
+CATALOGUE = _with_producers((*CATALOGUE, *_SEED_002), ("kessai.audit", "kessai.dead-letters"),
+                            ("pos", "device", "direction", "paygate"))
 
 _BY_NAME = {t.name: t for t in CATALOGUE}
 

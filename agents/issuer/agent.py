@@ -26,6 +26,7 @@ from typing import Any
 
 import msgpack
 
+from agents.issuer import credit, credit2
 from agents.issuer.ledger import LazyLedger
 from agents.issuer.rules import UNREADABLE_ACCOUNT, Account
 from kessai import authenticators, crypto
@@ -100,6 +101,8 @@ def register(ctx: AgentContext) -> None:
                        msg.join_key)
 
     ctx.handle(AUTHORIZATIONS, authorize, types=(Authorization,), senders=TRUSTED_SENDERS)
+    credit.declare(ctx, ledger, seal_private)  # seed 002's credit requests, same ledger
+    credit2.declare(ctx, ledger, seal_private)  # seed 002 embodiment 2: encrypted cards
 
     @ctx.on_start
     async def open_ledger() -> None:

@@ -19,6 +19,7 @@ import pytest
 from agents import AGENTS
 from kessai.settings import Settings
 from kessai.supervisor import WorkerProc
+from tests.e2e.wakeup_world import WAKEUP_ENV
 from topics.provision import create_all
 
 E2E_TIMINGS = {
@@ -83,7 +84,8 @@ def system(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
     relay_port, shop_port = free_port(), free_port()
     env = {**os.environ, **s.child_env(), "KESSAI_SHOP_POLL_MS": "1000",
            "KESSAI_SHOP_RESULT_WAIT_MS": "5000",
-           "KESSAI_RELAY_PORT": str(relay_port), "KESSAI_SHOP_HTTP_PORT": str(shop_port)}
+           "KESSAI_RELAY_PORT": str(relay_port), "KESSAI_SHOP_HTTP_PORT": str(shop_port),
+           "KESSAI_DEVICE_HTTP_PORT": str(free_port()), **WAKEUP_ENV}
     workers = {name: WorkerProc(name, s.data_dir / "logs" / f"{name}.log", env,
                                 worker_args=("--sim",))
                for name in AGENTS}

@@ -1,0 +1,20 @@
+"""`kessai pay --flow wakeup`: clear one-line errors (exit 2) for what the dev world lacks."""
+
+from __future__ import annotations
+
+import pytest
+
+from kessai.cli import main
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--device", "0000000"], "unknown phone '0000000'"),
+    (["--pos", "pos-9"], "unknown POS 'pos-9'"),
+    (["--card", "CARD Z"], "phone 1234567 has no card 'CARD Z'"),
+    (["--item", "NOPE:1"], "--item must be CODE[:QTY]"),
+])
+def test_bad_wakeup_arguments_are_one_line_errors(argv: list[str], says: str,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["pay", "--flow", "wakeup", "--bootstrap", "127.0.0.1:1", *argv]) == 2
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") == 1
