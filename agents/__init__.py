@@ -22,4 +22,5 @@ AGENTS: dict[str, str] = {
     "gateway": "agents.gateway.agent",
     "ca": "agents.ca.agent",
     "relay": "agents.relay.agent",
+    "archiver": "agents.archiver.agent",  # issue 10: the audit archive of every topic
 }

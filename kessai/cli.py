@@ -129,9 +129,18 @@ def parser() -> argparse.ArgumentParser:
                    help="only the records of one purchase (its trace id), in time order")
     r.add_argument("--json", action="store_true", help="JSON lines instead of a table")
 
-    a = sub.add_parser("audit", help="audit the recorded history")
+    a = sub.add_parser("audit", help="audit the recorded history (the archiver's archive)")
     asub = a.add_subparsers(dest="audit_command", required=True, parser_class=_Parser)
-    _common(asub.add_parser("verify"))
+    av = asub.add_parser("verify", help="check the archive: hash chains and signed "
+                         "checkpoints, signatures and producers, settlement outcomes "
+                         "recomputed, one outcome and one charge per order, no card number "
+                         "where the shop side reads; exit 1 naming each discrepancy")
+    ash = asub.add_parser("shadow", help="re-run an agent's decisions over the recorded "
+                          "slice and diff its outputs against the recorded ones")
+    ash.add_argument("agent", choices=["settlement"])
+    for audit_parser in (av, ash):
+        _common(audit_parser)
+        _audit_arguments(audit_parser)
 
     bench = sub.add_parser(
         "bench", help="settled payments/s and latency, with the raw-broker and crypto floors "
@@ -166,6 +175,16 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--plot", type=Path, metavar="FILE.png",
                        help="draw latency over time and its histogram (matplotlib)")
     return p
+
+
+def _audit_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--archive", type=Path, metavar="FILE",
+                   help="the archive (default: $KESSAI_ARCHIVE, else the newest `kessai up` "
+                   "run's .kessai/runs/<time>/archive.sqlite)")
+    p.add_argument("--from", dest="since", metavar="TIME",
+                   help="only records at or after TIME (UNIX seconds or ISO 8601, UTC)")
+    p.add_argument("--until", metavar="TIME", help="only records at or before TIME")
+    p.add_argument("--json", action="store_true", help="one JSON object")
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -258,9 +277,10 @@ def dispatch(args: argparse.Namespace) -> int | None:
 
         return run_bench(args, settings_from(args))
     if cmd == "audit":
-        sys.stderr.write(f"kessai: '{cmd}' is planned (the tamper-evident archive comes "
-                         "after the backbone) and not built yet\n")
-        return 2
+        from audit import cli as audit_cli
+
+        run = audit_cli.run_verify if args.audit_command == "verify" else audit_cli.run_shadow
+        return run(args, settings_from(args))
     return 2
 
 
