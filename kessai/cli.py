@@ -128,6 +128,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--trace", default=None, metavar="ID",
                    help="only the records of one purchase (its trace id), in time order")
     r.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    r.add_argument("--archive", type=Path, metavar="FILE",
+                   help="read the audit archive instead of the broker (default topics: every "
+                   "archived one); --since/--until scan its time index")
 
     a = sub.add_parser("audit", help="audit the recorded history (the archiver's archive)")
     asub = a.add_subparsers(dest="audit_command", required=True, parser_class=_Parser)

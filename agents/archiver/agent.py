@@ -31,7 +31,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from agents.archiver.chain import Chains, checkpoint
+from agents.archiver.chain import Chains, Row, checkpoint
 from agents.archiver.store import ArchiveStore
 from kessai import envelope
 from kessai.errors import ConfigError
@@ -45,6 +45,7 @@ ACTORS = ["archiver"]
 ARCHIVE_FILE = "archive.sqlite"
 CHECKPOINT_S = 10.0  # [I] how often the chain heads are signed (KESSAI_ARCHIVE_CHECKPOINT_S)
 MAX_BATCH = 2_000  # [I] records per poll, one SQLite transaction each
+DRAIN_S = 5.0  # at most this long, when stopping, to archive what the broker still holds
 
 
 def archive_path(settings: Settings) -> Path:
@@ -131,16 +132,22 @@ class Archiver:
                 if time.monotonic() >= next_checkpoint:
                     await self.checkpoint()
                     next_checkpoint = time.monotonic() + self.interval_s
-            await self._poll(consumer, tps)
+            # Stopping: take what the broker holds by now (bounded), then sign the heads.
+            deadline = time.monotonic() + DRAIN_S
+            while (await self._poll(consumer, tps) or self.lag) \
+                    and time.monotonic() < deadline:
+                pass
             await self.checkpoint()
         finally:
             await consumer.stop()
             await self.store.close()
 
-    async def _poll(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
+    async def _poll(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> int:
+        """Archive one poll's records; returns how many were new."""
         batch = await consumer.getmany(timeout_ms=200, max_records=MAX_BATCH)
         records = [(m.topic, m.partition, m.offset, m.timestamp, m.key, m.headers, m.value)
                    for messages in batch.values() for m in messages]
+        rows: list[Row] = []
         if records:
             rows = self.chains.extend(records)
             assert self.store is not None
@@ -162,6 +169,7 @@ class Archiver:
             if highwater is not None:
                 lag += max(0, highwater - await consumer.position(tp))
         self.lag = lag
+        return len(rows)
 
     async def checkpoint(self) -> None:
         """Sign the chain heads and keep them in the archive and on the checkpoint topic."""

@@ -2,8 +2,7 @@
 
 Tables: ``records`` (one row per archived record, its chain link and hash; primary key
 topic, partition, offset, so an offset is stored once) and ``checkpoints`` (the signed
-checkpoint envelopes, in the order the archiver made them). The audit reads the same file with
-the standard library's ``sqlite3`` (:mod:`audit.archive`).
+checkpoint envelopes, in the order the archiver made them). The format is :mod:`kessai.archive`.
 """
 
 from __future__ import annotations
@@ -14,28 +13,7 @@ from pathlib import Path
 import aiosqlite
 
 from agents.archiver.chain import Head, Row
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS records (
-    topic        TEXT    NOT NULL,
-    partition    INTEGER NOT NULL,
-    offset       INTEGER NOT NULL,
-    timestamp_ms INTEGER NOT NULL,
-    key          BLOB,
-    headers      BLOB    NOT NULL,
-    value        BLOB,
-    prev_hash    BLOB    NOT NULL,
-    hash         BLOB    NOT NULL,
-    PRIMARY KEY (topic, partition, offset)
-);
-CREATE INDEX IF NOT EXISTS records_by_time ON records (timestamp_ms);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    seq        INTEGER PRIMARY KEY,
-    created_ms INTEGER NOT NULL,
-    envelope   BLOB    NOT NULL
-);
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
+from kessai.archive import SCHEMA
 
 
 class ArchiveStore:

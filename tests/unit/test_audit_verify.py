@@ -11,6 +11,7 @@ reported as a decision that does not follow from its inputs.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
@@ -22,6 +23,7 @@ from audit.findings import Report
 from audit.shadow import shadow
 from audit.verify import verify
 from kessai import envelope, keys
+from kessai.cli import main
 from kessai.clock import FakeClock
 from kessai.settings import Settings
 from schemas.v1 import OrderStatus, PaymentResult
@@ -263,3 +265,39 @@ async def test_a_forged_record_the_system_did_not_reject_is_reported(
     report = verify(path, settings)
     assert {(d.check, d.topic) for d in report.discrepancies} == {
         ("signature", "kessai.order-status")}, report.text()
+
+
+def test_replay_reads_a_time_range_from_the_archive(clean: Path, settings: Settings,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    db = sqlite3.connect(clean)
+    stamps = sorted(ts for (ts,) in db.execute("SELECT timestamp_ms FROM records"))
+    db.close()
+    since = min(ts for ts in stamps if ts > stamps[0])  # after the purchases were made
+    expected = sum(1 for ts in stamps if ts >= since)
+    assert 0 < expected < len(stamps)
+    assert main(["replay", "--archive", str(clean), "--keys", str(settings.keys_dir),
+                 "--since", str(since / 1000), "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == expected
+    assert all(r["timestamp_ms"] >= since and r["signature_valid"] for r in lines)
+    assert main(["replay", "kessai.payment-results", "--archive", str(clean), "--keys",
+                 str(settings.keys_dir), "--json"]) == 0
+    results = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert results and {r["topic"] for r in results} == {RESULTS}
+
+
+def test_the_cli_exits_1_naming_the_place_and_2_without_an_archive(
+        clean: Path, settings: Settings, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["audit", "verify", "--keys", str(settings.keys_dir), "--json"]
+    assert main([*args, "--archive", str(clean)]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"] is True
+    path = copy_of(clean, tmp_path / "tampered.sqlite")
+    partition, offset = _row(path, RESULTS, 1)
+    edit(path, lambda db: _flip("value")(db, RESULTS, partition, offset))
+    assert main([*args, "--archive", str(path)]) == 1
+    found = json.loads(capsys.readouterr().out)["discrepancies"]
+    assert {"check": "chain", "topic": RESULTS, "partition": partition, "offset": offset} \
+        .items() <= found[0].items()
+    assert main([*args, "--archive", str(tmp_path / "none.sqlite")]) == 2
+    assert "no archive at" in capsys.readouterr().err
