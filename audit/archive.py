@@ -1,13 +1,12 @@
-"""Reading an archive file (the archiver writes it: :mod:`agents.archiver.store`)."""
+"""Reading an archive file (format: :mod:`kessai.archive`) row by row, for the audit."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 from agents.archiver.chain import Row
-from kessai.errors import ConfigError
+from kessai.archive import connect_read_only
 
 _COLUMNS = "topic, partition, offset, timestamp_ms, key, headers, value, prev_hash, hash"
 
@@ -16,15 +15,8 @@ class ArchiveReader:
     """Read-only access to an archive file."""
 
     def __init__(self, path: Path) -> None:
-        if not Path(path).is_file():
-            raise ConfigError(f"no archive at {path} (pass --archive FILE or set "
-                              "KESSAI_ARCHIVE; `kessai up` writes one per run)")
         self.path = Path(path)
-        self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            self.db.execute("SELECT 1 FROM records LIMIT 1")
-        except sqlite3.DatabaseError as exc:
-            raise ConfigError(f"{path} is not a kessai archive ({exc})") from None
+        self.db = connect_read_only(self.path)
 
     def close(self) -> None:
         self.db.close()

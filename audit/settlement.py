@@ -12,6 +12,7 @@ once). The outcome each order reaches is compared with the outcomes recorded on
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agents.settlement import join
@@ -48,6 +49,7 @@ class Where:
     topic: str
     partition: int
     offset: int
+    timestamp_ms: int = 0
 
 
 @dataclass
@@ -93,7 +95,7 @@ class SettlementAudit:
         self._seen_ids.add(r.message_id or "")
         kind = actor_kind(r.sender or "")
         key = (r.key or b"").decode("utf-8", "replace")
-        where = Where(r.topic, r.partition, r.offset)
+        where = Where(r.topic, r.partition, r.offset, r.timestamp_ms)
         msg = r.message
         now = r.timestamp_ms
         if r.topic == RESULTS and isinstance(msg, PaymentResult) and kind == "settlement":
@@ -164,9 +166,12 @@ class SettlementAudit:
             elif isinstance(effect, join.Authorize):
                 order.shadow[(AUTHORIZATIONS, "issuer", "")] += 1
 
-    def report(self, report: Report) -> None:
-        """Outcome per order recomputed and compared; one terminal outcome; one charge."""
+    def report(self, report: Report, began: Callable[[int], bool] = lambda _: True) -> None:
+        """Outcome per order recomputed and compared; one terminal outcome; one charge — for
+        the orders whose first record satisfies ``began`` (its timestamp in the range)."""
         for key, order in sorted(self.orders.items()):
+            if order.first_seen is None or not began(order.first_seen.timestamp_ms):
+                continue
             outcomes = list(dict.fromkeys(o for o, _ in order.results))
             if len(outcomes) > 1:
                 w = next(w for o, w in order.results if o == outcomes[1])

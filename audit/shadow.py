@@ -34,14 +34,15 @@ def shadow(agent: str, path: Path, settings: Settings, window: Window = EVERYTHI
         report.records = reader.count()
         policy = load_policy(reader, registry, settings, report)
         audit = SettlementAudit(registry, policy_from(policy), secrets)
-        for _, r in records(reader, registry, TOPICS, window):
-            if r is not None:
-                report.checked += 1
-                audit.feed(r)
+        for _, r in records(reader, registry, TOPICS):
+            assert r is not None
+            audit.feed(r)
+            report.checked += window.holds(r.timestamp_ms)
     finally:
         reader.close()
     for key, order in sorted(audit.orders.items()):
-        if not order.shadow and not order.recorded:
+        began = order.first_seen is not None and window.holds(order.first_seen.timestamp_ms)
+        if not began or (not order.shadow and not order.recorded):
             continue
         report.orders += 1
         if set(order.shadow) == set(order.recorded):

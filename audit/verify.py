@@ -8,7 +8,8 @@
 3. No card number on a topic a shop, POS, terminal or relay may read (:mod:`audit.cards`).
 4. Settlement: every outcome recomputed from the recorded inputs with the join's own functions,
    exactly one terminal outcome per order, at most one approved charge per order
-   (:mod:`audit.settlement`).
+   (:mod:`audit.settlement`) — for the orders begun in the time range, each with its whole
+   recorded history.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from audit.settlement import (
     SettlementAudit,
     policy_from,
 )
+from audit.settlement import TOPICS as SETTLEMENT_TOPICS
 from kessai import keys
 from kessai.errors import ConfigError, KessaiError
 from kessai.handlers import actor_kind
@@ -75,7 +77,8 @@ def records(reader: ArchiveReader, registry: Registry, topics: tuple[str, ...] |
     """The archive's rows in recorded (time) order, each with its record decoded and
     signature-checked (None outside ``window``: not decoded at all)."""
     for row in _causal(reader.rows_by_time(topics)):
-        if window is not None and not window.holds(row.timestamp_ms):
+        if window is not None and not window.holds(row.timestamp_ms) \
+                and row.topic not in SETTLEMENT_TOPICS:
             yield row, None
             continue
         yield row, inspect_record(row.topic, row.partition, row.offset, row.timestamp_ms,
@@ -131,7 +134,7 @@ def verify(path: Path, settings: Settings, window: Window = EVERYTHING,
         _check_records(reader, registry, window, report, settlement if secrets else None,
                        tick, tuple(known_pans))
         if secrets is not None:
-            settlement.report(report)
+            settlement.report(report, window.holds)
     finally:
         reader.close()
     report.seconds = time.monotonic() - started
@@ -177,9 +180,12 @@ def _check_records(reader: ArchiveReader, registry: Registry, window: Window, re
             tick(1000)
         if r is None:
             continue
-        report.checked += 1
         if settlement is not None:
+            # Every order's whole history, so an order begun in the range is decided right.
             settlement.feed(r)
+        if not window.holds(r.timestamp_ms):
+            continue
+        report.checked += 1
         where = (r.topic, r.partition, r.offset)
         if r.topic in blind:
             readers = ", ".join(sorted(cards.CARD_BLIND_READERS & set(specs[r.topic].readers)))
