@@ -253,7 +253,10 @@ def dispatch(args: argparse.Namespace) -> int | None:
         from sim import devkeys
 
         # The development system: dev keys on first use, the simulator's agent variants.
-        return up(args, settings_from(args), agents=list(AGENTS), make_keys=devkeys.init,
+        settings = settings_from(args)
+        for actor in devkeys.add_missing_services(settings.keys_dir):
+            print(f"kessai: added the {actor} to the key set in {settings.keys_dir}")
+        return up(args, settings, agents=list(AGENTS), make_keys=devkeys.init,
                   worker_args=(SIM_FLAG,))
     if cmd == "topics":
         from topics.provision import run_cli
