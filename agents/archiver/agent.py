@@ -113,7 +113,9 @@ class Archiver:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap, group_id="kessai-archiver-log",
             client_id=f"{settings.client_id_prefix}-archiver", enable_auto_commit=False,
-            auto_offset_reset="earliest", fetch_max_wait_ms=settings.waits.fetch_wait_busy_ms,
+            # The idle wait always: the archive needs no low latency, and a short wait over
+            # every partition of every topic would cost CPU on an idle system.
+            auto_offset_reset="earliest", fetch_max_wait_ms=settings.waits.fetch_wait_idle_ms,
             max_poll_records=MAX_BATCH)
         log.info("archiving %d partitions of %d topics into %s", len(tps), len(CATALOGUE),
                  self.path)
@@ -144,7 +146,7 @@ class Archiver:
 
     async def _poll(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> int:
         """Archive one poll's records; returns how many were new."""
-        batch = await consumer.getmany(timeout_ms=200, max_records=MAX_BATCH)
+        batch = await consumer.getmany(timeout_ms=500, max_records=MAX_BATCH)
         records = [(m.topic, m.partition, m.offset, m.timestamp, m.key, m.headers, m.value)
                    for messages in batch.values() for m in messages]
         rows: list[Row] = []
