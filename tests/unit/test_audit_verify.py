@@ -301,3 +301,6 @@ def test_the_cli_exits_1_naming_the_place_and_2_without_an_archive(
         .items() <= found[0].items()
     assert main([*args, "--archive", str(tmp_path / "none.sqlite")]) == 2
     assert "no archive at" in capsys.readouterr().err
+    shadow_args = ["audit", "shadow", "settlement", "--keys", str(settings.keys_dir)]
+    assert main([*shadow_args, "--archive", str(clean)]) == 0
+    assert "OK: no discrepancy" in capsys.readouterr().out
