@@ -35,6 +35,7 @@ class Report:
     seconds: float = 0.0
     discrepancies: list[Discrepancy] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    shadow_of: str = ""  # set for `kessai audit shadow AGENT`
 
     @property
     def ok(self) -> bool:
@@ -51,10 +52,14 @@ class Report:
                 "discrepancies": [asdict(d) for d in self.discrepancies], "notes": self.notes}
 
     def text(self) -> str:
-        lines = [f"archive {self.archive}: {self.records} records in {self.partitions} "
-                 f"partitions, {self.checkpoints} signed checkpoints; {self.checked} records "
-                 f"checked, {self.orders} settlement outcomes recomputed "
-                 f"({self.seconds:.1f} s)"]
+        if self.shadow_of:
+            lines = [f"shadow {self.shadow_of} over {self.archive}: {self.checked} records "
+                     f"in the range, {self.orders} orders compared ({self.seconds:.1f} s)"]
+        else:
+            lines = [f"archive {self.archive}: {self.records} records in {self.partitions} "
+                     f"partitions, {self.checkpoints} signed checkpoints; {self.checked} "
+                     f"records checked, {self.orders} settlement outcomes recomputed "
+                     f"({self.seconds:.1f} s)"]
         lines += [f"note: {n}" for n in self.notes]
         if self.ok:
             lines.append("OK: no discrepancy")

@@ -194,9 +194,11 @@ class SettlementAudit:
                                f"{order.outcome}, but no result was recorded")
             elif order.results:
                 outcome, w = order.results[0]
+                status = order.state.status if order.state is not None else "unknown"
                 report.add("decision", w.topic, w.partition, w.offset,
-                           f"order {key}: recorded {outcome}, but the recorded inputs "
-                           "settle nothing (no request pair, FI answer or deadline for it)")
+                           f"order {key}: recorded {outcome}, but the recorded inputs leave "
+                           f"it {status} (a request, FI answer or deadline tick is missing "
+                           "or not valid)")
             if len(order.charges) > 1:
                 w = list(order.charges.values())[1]
                 report.add("charges", w.topic, w.partition, w.offset,

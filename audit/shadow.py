@@ -8,6 +8,7 @@ authorization requests — is compared, per order, with what the recorded run se
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from audit.archive import ArchiveReader
@@ -28,8 +29,9 @@ def shadow(agent: str, path: Path, settings: Settings, window: Window = EVERYTHI
     if secrets is None:
         raise ConfigError(f"the key set in {settings.keys_dir} holds no settlement key file; "
                           "a shadow run needs it to check user authentication")
+    started = time.monotonic()
     reader = ArchiveReader(path)
-    report = Report(str(path))
+    report = Report(str(path), shadow_of=agent)
     try:
         report.records = reader.count()
         policy = load_policy(reader, registry, settings, report)
@@ -52,6 +54,7 @@ def shadow(agent: str, path: Path, settings: Settings, window: Window = EVERYTHI
         report.add("shadow", w.topic, w.partition, w.offset,
                    f"order {key}: this build sends {_fmt(order.shadow)}; the record has "
                    f"{_fmt(order.recorded)}")
+    report.seconds = time.monotonic() - started
     return report
 
 
