@@ -21,7 +21,7 @@ import pytest
 
 from audit.findings import Report
 from audit.shadow import shadow
-from audit.verify import verify
+from audit.verify import Window, verify
 from kessai import envelope, keys
 from kessai.cli import main
 from kessai.clock import FakeClock
@@ -304,3 +304,37 @@ def test_the_cli_exits_1_naming_the_place_and_2_without_an_archive(
     shadow_args = ["audit", "shadow", "settlement", "--keys", str(settings.keys_dir)]
     assert main([*shadow_args, "--archive", str(clean)]) == 0
     assert "OK: no discrepancy" in capsys.readouterr().out
+
+
+async def test_a_second_charge_for_an_order_is_reported(day: RecordingBus, settings: Settings,
+                                                        tmp_path: Path) -> None:
+    topic = "kessai.authorization-results"
+    answer = next(r for r in day.recorded if r.topic == topic
+                  and envelope.body_of(envelope.decode(r.value or b"")).approved)
+    approved = envelope.body_of(envelope.decode(answer.value or b""))
+    # The issuer approves the same order again under another auth code: a second charge.
+    again = envelope.seal_envelope(replace(approved, auth_code=approved.auth_code + "-2"),
+                                   approved.join_key, keys.load_actor(settings.keys_dir,
+                                                                      "issuer"), FakeClock())
+    top = max(r.offset for r in day.recorded if (r.topic, r.partition) == (topic,
+                                                                           answer.partition))
+    extra = replace(answer, offset=top + 1, value=envelope.encode(again),
+                    timestamp_ms=day.recorded[-1].timestamp_ms)
+    path = tmp_path / "charged.sqlite"
+    await write_archive(path, [*day.recorded, extra], settings.keys_dir, policy_of(settings))
+    report = verify(path, settings)
+    assert ("charges", topic, extra.partition, extra.offset) in places(report), report.text()
+
+
+def test_a_time_range_limits_the_content_checks_not_the_chains(
+        clean: Path, settings: Settings, tmp_path: Path) -> None:
+    db = sqlite3.connect(clean)
+    last = db.execute("SELECT MAX(timestamp_ms) FROM records").fetchone()[0]
+    db.close()
+    later = verify(clean, settings, Window(since_ms=last + 1))
+    assert later.ok and later.checked == 0 and later.orders == 0
+    path = copy_of(clean, tmp_path / "tampered.sqlite")
+    partition, offset = _row(path, RESULTS, 1)
+    edit(path, lambda db: _flip("value")(db, RESULTS, partition, offset))
+    assert ("chain", RESULTS, partition, offset) in places(
+        verify(path, settings, Window(since_ms=last + 1)))
