@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from protocols.cards import luhn_ok
+
 # A run of 13–19 digits standing alone: not the digits that open a hex message id
 # ("9470740635774477a5fd…") nor the fraction of a float (faust's "woke up too late, with a
 # drift of +0.0076069360002293" on a busy machine), which pass the Luhn check often enough to
@@ -16,19 +18,11 @@ DIGIT_RUN = re.compile(rb"(?<![0-9A-Za-z.])\d{13,19}(?![0-9A-Za-z])")
 CARD_BLIND_READERS = frozenset({"shop", "pos", "terminal", "relay", "phone", "device"})
 
 
-def luhn(digits: bytes) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits.decode())):
-        d = int(ch) * (2 if i % 2 else 1)
-        total += d - 9 if d > 9 else d
-    return total % 10 == 0
-
-
 def card_numbers_in(data: bytes, known: Iterable[str] = ()) -> set[str]:
     """Every card number in ``data``: each of ``known`` that occurs, and every Luhn-valid
     standalone digit run."""
     found = {p for p in known if p.encode() in data}
-    found |= {m.group().decode() for m in DIGIT_RUN.finditer(data) if luhn(m.group())}
+    found |= {m.group().decode() for m in DIGIT_RUN.finditer(data) if luhn_ok(m.group().decode())}
     return found
 
 
