@@ -31,4 +31,5 @@ AGENTS: dict[str, str] = {
     "direction": "agents.direction.agent",
     "pos": "agents.pos.agent",
     "device": "agents.device.agent",
+    "archiver": "agents.archiver.agent",  # issue 10: the audit archive of every topic
 }

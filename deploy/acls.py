@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from deploy.values import BOOTSTRAP, agents
-from topics.catalogue import CATALOGUE
+from topics.catalogue import CATALOGUE, READS_EVERY_TOPIC
 
 TOPIC_PREFIX = "kessai."
 PROVISIONER = "operator"
@@ -55,11 +55,14 @@ def grants() -> list[Grant]:
     found: set[Grant] = set()
     for topic in CATALOGUE:
         found |= {Grant(principal(p), "Write", "topic", topic.name) for p in topic.producers}
-        found |= {Grant(principal(r), "Read", "topic", topic.name) for r in topic.readers}
+        found |= {Grant(principal(r), "Read", "topic", topic.name)
+                  for r in (*topic.readers, *READS_EVERY_TOPIC)}
     for agent in agents():
         found.add(Grant(principal(agent), "Read", "group", f"kessai-{agent}"))
         for op in ("Create", "Read", "Write"):
             found.add(Grant(principal(agent), op, "topic", f"kessai-{agent}-", "prefixed"))
+    # The archiver's own log reader commits its offsets under this group (issue 10).
+    found.add(Grant(principal("archiver"), "Read", "group", "kessai-archiver-log"))
     for op in ("Create", "Describe", "DescribeConfigs"):
         found.add(Grant(principal(PROVISIONER), op, "topic", TOPIC_PREFIX, "prefixed"))
     return sorted(found)

@@ -153,10 +153,22 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--trace", default=None, metavar="ID",
                    help="only the records of one purchase (its trace id), in time order")
     r.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    r.add_argument("--archive", type=Path, metavar="FILE",
+                   help="read the audit archive instead of the broker (default topics: every "
+                   "archived one); --since/--until scan its time index")
 
-    a = sub.add_parser("audit", help="audit the recorded history")
+    a = sub.add_parser("audit", help="audit the recorded history (the archiver's archive)")
     asub = a.add_subparsers(dest="audit_command", required=True, parser_class=_Parser)
-    _common(asub.add_parser("verify"))
+    av = asub.add_parser("verify", help="check the archive: hash chains and signed "
+                         "checkpoints, signatures and producers, settlement outcomes "
+                         "recomputed, one outcome and one charge per order, no card number "
+                         "where the shop side reads; exit 1 naming each discrepancy")
+    ash = asub.add_parser("shadow", help="re-run an agent's decisions over the recorded "
+                          "slice and diff its outputs against the recorded ones")
+    ash.add_argument("agent", choices=["settlement"])
+    for audit_parser in (av, ash):
+        _common(audit_parser)
+        _audit_arguments(audit_parser)
 
     bench = sub.add_parser(
         "bench", help="settled payments/s and latency, with the raw-broker and crypto floors "
@@ -193,6 +205,16 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--plot", type=Path, metavar="FILE.png",
                        help="draw latency over time and its histogram (matplotlib)")
     return p
+
+
+def _audit_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--archive", type=Path, metavar="FILE",
+                   help="the archive (default: $KESSAI_ARCHIVE, else the newest `kessai up` "
+                   "run's .kessai/runs/<time>/archive.sqlite)")
+    p.add_argument("--from", dest="since", metavar="TIME",
+                   help="only records at or after TIME (UNIX seconds or ISO 8601, UTC)")
+    p.add_argument("--until", metavar="TIME", help="only records at or before TIME")
+    p.add_argument("--json", action="store_true", help="one JSON object")
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -258,7 +280,10 @@ def dispatch(args: argparse.Namespace) -> int | None:
         from sim import devkeys
 
         # The development system: dev keys on first use, the simulator's agent variants.
-        return up(args, settings_from(args), agents=list(AGENTS), make_keys=devkeys.init,
+        settings = settings_from(args)
+        for actor in devkeys.add_missing_services(settings.keys_dir):
+            print(f"kessai: added the {actor} to the key set in {settings.keys_dir}")
+        return up(args, settings, agents=list(AGENTS), make_keys=devkeys.init,
                   worker_args=(SIM_FLAG,), single=LISTENS_ON_A_PORT)
     if cmd == "topics":
         from topics.provision import run_cli
@@ -297,9 +322,10 @@ def dispatch(args: argparse.Namespace) -> int | None:
 
         return run_bench(args, settings_from(args))
     if cmd == "audit":
-        sys.stderr.write(f"kessai: '{cmd}' is planned (the tamper-evident archive comes "
-                         "after the backbone) and not built yet\n")
-        return 2
+        from audit import cli as audit_cli
+
+        run = audit_cli.run_verify if args.audit_command == "verify" else audit_cli.run_shadow
+        return run(args, settings_from(args))
     return 2
 
 

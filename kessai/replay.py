@@ -3,7 +3,9 @@
 Reading uses a plain consumer with no group (nothing is committed, no agent's offsets move),
 assigned to every partition by hand. The end of the range is fixed when reading starts, so a
 replay of a busy topic terminates. Time ranges filter on record timestamps while reading:
-``offsets_for_times`` is not reliable on the embedded broker (DESIGN §5).
+``offsets_for_times`` is not reliable on the embedded broker (DESIGN §5). With ``--archive``
+the records come from the audit archive instead (:mod:`kessai.archive`, scanned by its own time
+index), so a range survives the broker's memory and retention.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import msgpack
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from kessai import envelope
+from kessai import archive, envelope
 from kessai.errors import BrokerUnavailable, ConfigError, KessaiError
 from kessai.keys import Registry, load_registry
 from kessai.money import Money
@@ -207,6 +210,27 @@ async def read_range(settings: Settings, topics: Sequence[str], *,
         await consumer.stop()
 
 
+async def read_archive(path: Path, registry: Registry, topics: Sequence[str], *,
+                       from_offset: int | None = None, to_offset: int | None = None,
+                       since_ms: int | None = None, until_ms: int | None = None,
+                       correlation_id: str | None = None, trace_id: str | None = None
+                       ) -> AsyncIterator[ReplayRecord]:
+    """As :func:`read_range`, from an archive file (every catalogued topic when ``topics`` is
+    empty). Raises ConfigError for a missing or foreign file or a bad range."""
+    _check_range(from_offset, to_offset, since_ms, until_ms)
+    for topic, partition, offset, ts, key, headers, value in archive.scan(
+            path, topics, since_ms, until_ms):
+        if (from_offset is not None and offset < from_offset) or \
+                (to_offset is not None and offset > to_offset):
+            continue
+        record = inspect_record(topic, partition, offset, ts, key, value, headers, registry)
+        if correlation_id is not None and record.correlation_id != correlation_id:
+            continue
+        if trace_id is not None and record.trace_id != trace_id:
+            continue
+        yield record
+
+
 async def _log_ends(consumer: AIOKafkaConsumer, first: dict[TopicPartition, int],
                     listed: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
     """The true end offset of each partition, from a fetch's high watermark.
@@ -333,18 +357,29 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
     progress = _stderr_progress()
 
     topics = args.topics
+    from_archive = getattr(args, "archive", None)
     if not topics:
-        if args.trace is None:
+        if from_archive is not None:
+            topics = []  # every archived topic
+        elif args.trace is None:
             raise ConfigError("name at least one TOPIC, or --trace ID to follow one purchase "
                               "across every catalogued topic")
         topics = [t.name for t in CATALOGUE]
 
     async def replay() -> None:
         table: list[ReplayRecord] = []
-        records: AsyncIterator[ReplayRecord] = read_range(
-            settings, topics, from_offset=args.from_offset, to_offset=args.to_offset,
-            since_ms=_seconds_to_ms(args.since), until_ms=_seconds_to_ms(args.until),
-            correlation_id=args.correlation_id, trace_id=args.trace, progress=progress)
+        records: AsyncIterator[ReplayRecord]
+        if from_archive is not None:
+            records = read_archive(
+                from_archive, load_registry(settings.keys_dir), topics,
+                from_offset=args.from_offset, to_offset=args.to_offset,
+                since_ms=_seconds_to_ms(args.since), until_ms=_seconds_to_ms(args.until),
+                correlation_id=args.correlation_id, trace_id=args.trace)
+        else:
+            records = read_range(
+                settings, topics, from_offset=args.from_offset, to_offset=args.to_offset,
+                since_ms=_seconds_to_ms(args.since), until_ms=_seconds_to_ms(args.until),
+                correlation_id=args.correlation_id, trace_id=args.trace, progress=progress)
         if args.trace is not None:  # one purchase: its hops in the order they happened
             records = _sorted_by_time([r async for r in records])
         async for record in records:

@@ -298,3 +298,31 @@ class DeadLetter:
     partition: int
     offset: int
     original: bytes
+
+
+# -- issue 10: the audit archive -----------------------------------------------------------
+
+@dataclass(frozen=True)
+class ChainHead:
+    """The last archived record of one topic-partition and the hash that ends its chain."""
+
+    topic: str
+    partition: int
+    offset: int
+    hash: bytes
+    records: int  # rows of this partition in the archive
+
+
+@message
+@dataclass(frozen=True)
+class Checkpoint:
+    """The archiver's signed statement of every chain head (a truncated or rewritten archive
+    no longer matches it). ``policy`` holds the settlement deadlines the system ran with, so
+    an audit recomputes deadline outcomes with the same values."""
+
+    TYPE: ClassVar[str] = "audit-checkpoint"
+    VERSION: ClassVar[int] = 1
+    archive_id: str
+    seq: int
+    heads: list[ChainHead]
+    policy: dict[str, int] = field(default_factory=dict)

@@ -45,7 +45,7 @@ USERS: tuple[DevUser, ...] = (
 EXTRA_ACCOUNTS: tuple[DevCard, ...] = (DevCard("spare", "6011111111111117", "2030-01", 50_000),)
 
 SERVICE_ACTORS: tuple[str, ...] = ("settlement", "issuer", "terminal", "operator", "relay",
-                                   "gateway", "ca")
+                                   "gateway", "ca", "archiver")
 
 # Seeds 000/001: server wallets (one per settlement-institution group) and who has a personal
 # wallet where; the relay's preset wallet per user ([d:194]).

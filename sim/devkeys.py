@@ -205,3 +205,30 @@ def _wakeup(private: dict[str, dict[str, Any]]) -> None:
     for u in devdata.WAKEUP_USERS:
         salt, digest = crypto.hash_password(u.password)
         paygate["passwords"][u.user_id] = {"salt": salt.hex(), "hash": digest.hex()}
+
+
+# Services whose development identity is a signing key and nothing more, so an older key set
+# can be given one without being made again.
+KEY_ONLY_SERVICES: tuple[str, ...] = ("archiver",)
+
+
+def add_missing_services(directory: Path) -> list[str]:
+    """Give an existing development key set the service actors added since it was made (the
+    archiver, issue 10): a signing key each, nothing else changed. Returns the actors added."""
+    import json
+    import os
+
+    registry_path = Path(directory) / keys.REGISTRY
+    if not registry_path.exists():
+        return []
+    registry = json.loads(registry_path.read_text())
+    missing = [a for a in KEY_ONLY_SERVICES if a not in registry["signing"]]
+    for actor in missing:
+        private, registry["signing"][actor] = keys.new_actor(actor)
+        path = Path(directory) / "actors" / f"{actor}.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(private, fh, indent=1)
+    if missing:
+        registry_path.write_text(json.dumps(registry, indent=1))
+    return missing

@@ -12,6 +12,10 @@ from dataclasses import dataclass, replace
 DAY_MS = 24 * 3600 * 1000
 JOIN_PARTITIONS = 4
 CLIENT_PARTITIONS = 4  # seed 004: every selector topic, keyed by client
+CHECKPOINTS = "kessai.audit.checkpoints"
+# Actor kinds that read every catalogued topic without being named on each (issue 10: the
+# archiver copies the whole log). Producers are never implied this way.
+READS_EVERY_TOPIC: tuple[str, ...] = ("archiver",)
 
 
 @dataclass(frozen=True)
@@ -172,6 +176,11 @@ CATALOGUE: tuple[TopicSpec, ...] = (
               ("operator",),
               "Records an agent could not accept, with the reason and the original bytes.",
               retention_ms=30 * DAY_MS),
+    # Issue 10 (audit): the archiver's signed chain heads.
+    TopicSpec(CHECKPOINTS, "archiver", 1, ("archiver",), ("operator",),
+              "Checkpoints of the audit archive: every hash chain's head, signed by the "
+              "archiver, so a truncated or rewritten archive is detected.",
+              retention_ms=365 * DAY_MS),
 )
 
 # Seed 002 (EP 1 280 115, mobile wake-up payment), embodiment 1. The gateway's inputs and its
@@ -283,5 +292,11 @@ def by_name(name: str) -> TopicSpec:
         raise KeyError(f"{name!r} is not in the topic catalogue") from None
 
 
+def may_read(actor_kind: str, spec: TopicSpec) -> bool:
+    """Whether ``actor_kind`` may read ``spec``: a named reader, or one that reads every topic
+    (:data:`READS_EVERY_TOPIC`)."""
+    return actor_kind in spec.readers or actor_kind in READS_EVERY_TOPIC
+
+
 def readable_by(actor_kind: str) -> list[TopicSpec]:
-    return [t for t in CATALOGUE if actor_kind in t.readers]
+    return [t for t in CATALOGUE if may_read(actor_kind, t)]

@@ -58,7 +58,7 @@ def assigned_order_id(shop_id: str, request_ref: str) -> str:
 
 
 def digest_of(msg: Any) -> bytes:
-    return hashlib.sha256(envelope.pack_body(msg)).digest()
+    return join.body_digest(msg)
 
 
 def policy_from(ctx: AgentContext) -> join.Policy:
@@ -68,10 +68,7 @@ def policy_from(ctx: AgentContext) -> join.Policy:
 
 
 def secrets_from(ctx: AgentContext) -> SettlementSecrets:
-    k = ctx.actor_keys("settlement")
-    assert k.seal_private is not None
-    return SettlementSecrets(k.seal_private, k.secrets["users"], k.secrets["held_accounts"],
-                             k.secrets["shop_mac"], k.secrets["user_mac"])
+    return SettlementSecrets.of(ctx.actor_keys("settlement"))
 
 
 def register(ctx: AgentContext) -> None:

@@ -17,8 +17,11 @@ Rules in one place:
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
+
+import msgpack
 
 from agents.settlement.collation import collate
 from schemas.codec import from_body, to_body
@@ -107,6 +110,11 @@ Effect = SendResult | Authorize | Audit
 class Step:
     state: JoinState | None
     effects: list[Effect] = field(default_factory=list)
+
+
+def body_digest(msg: FirstRequest | SecondRequest) -> bytes:
+    """What tells a same-body duplicate from a conflicting one: SHA-256 of the packed body."""
+    return hashlib.sha256(msgpack.packb(to_body(msg), use_bin_type=True)).digest()
 
 
 def _new(key: str, partition: int) -> JoinState:

@@ -13,9 +13,9 @@ from typing import Any
 
 from agents.settlement.join import SecondProblem
 from kessai import authenticators, crypto
-from kessai.errors import BadSignature, SealError
+from kessai.errors import BadSignature, ConfigError, SealError
 from kessai.handlers import actor_kind
-from kessai.keys import Registry, user_actor
+from kessai.keys import ActorKeys, Registry, user_actor
 from schemas.v1 import SecondRequest
 
 TERMINAL_PRINCIPALS = frozenset({"terminal", "relay"})
@@ -28,6 +28,16 @@ class SettlementSecrets:
     held_accounts: dict[str, dict[str, str]]  # user_id -> {pan, expiry}
     shop_mac: dict[str, str]
     user_mac: dict[str, str]
+
+    @classmethod
+    def of(cls, keys: ActorKeys) -> SettlementSecrets:
+        """The settlement server's secrets from its key file (also what an audit recomputes
+        user authentication with)."""
+        if keys.seal_private is None:
+            raise ConfigError(f"{keys.actor} has no sealing key")
+        s = keys.secrets
+        return cls(keys.seal_private, s["users"], s["held_accounts"], s["shop_mac"],
+                   s["user_mac"])
 
 
 def check_second(second: SecondRequest, sender: str, key: str, registry: Registry,

@@ -164,6 +164,14 @@ def test_up_demo_runs_one_worker_process_per_agent_and_every_scenario_ends_as_ex
         for outcome in ("APPROVED", "DECLINED", "MISMATCH", "EXPIRED", "AUTH_FAILED"):
             assert outcome in text, (outcome, text)
 
+        # `kessai up` archived the run (issue 10), and its archive verifies clean.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KESSAI_")}
+        audit = subprocess.run([sys.executable, "-m", "kessai.cli", "audit", "verify",
+                                "--keys", str(up.keys_dir)], cwd=tmp_path, env=env,
+                               capture_output=True, text=True, timeout=300)
+        assert audit.returncode == 0, audit.stdout + audit.stderr
+        assert "OK: no discrepancy" in audit.stdout
+
 
 def test_up_restarts_a_killed_worker_and_sigterm_stops_every_worker_and_the_broker(
         tmp_path: Path) -> None:

@@ -8,6 +8,8 @@ top or inside a function, are checked:
 - an agent (``agents/X``) never imports another agent (``agents/Y``) nor the simulator: what two
   parties share lives in ``protocols/`` (or ``schemas/``);
 - ``protocols/``, ``schemas/`` and ``topics/`` never import an agent or the simulator;
+- the audit (``audit/``) is imported by the CLI alone and uses only the agents' pure decision
+  modules (``AUDIT_MAY_USE``), never an agent's shell nor the simulator;
 - the message types (``schemas/``) depend only on each other and the leaf modules
   ``kessai.money`` and ``kessai.errors``, which import no other project module;
 - no import cycle among the project's modules (imports under ``if TYPE_CHECKING:`` are
@@ -25,11 +27,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("kessai", "agents", "sim", "protocols", "schemas", "topics", "deploy")
+PACKAGES = ("kessai", "agents", "sim", "protocols", "schemas", "topics", "deploy", "audit")
 LEAVES = frozenset({"kessai.money", "kessai.errors"})
 COMPOSER = "kessai.cli"  # the one runtime module that composes agents and the simulator
 # Generated for the development key set (`kessai keys init`), so they name its identities.
 SIM_USERS = frozenset({"deploy.values"})
+# The audit (issue 10) recomputes decisions with the agents' own pure modules, never their
+# faust shells; only the CLI composes it.
+AUDIT_MAY_USE = frozenset({"agents.settlement.join", "agents.settlement.collation",
+                           "agents.settlement.userauth", "agents.archiver.chain",
+                           "agents.archiver.store"})
 # Known breaches, each to be removed with its fix (a test fails once one is no longer there):
 KNOWN: set[tuple[str, str]] = set()
 
@@ -154,6 +161,11 @@ def layering_violations(graph: Graph) -> list[str]:
                 out.append(f"schemas may use only schemas, kessai.money, kessai.errors: {e}")
             if src in LEAVES and dst not in LEAVES and dst != "kessai":
                 out.append(f"leaf module imports the project: {e}")
+            if _top(dst) == "audit" and _top(src) != "audit" and src != COMPOSER:
+                out.append(f"audit imported outside the CLI: {e}")
+            if _top(src) == "audit" and (_top(dst) == "sim" or (
+                    _top(dst) == "agents" and dst != "agents" and dst not in AUDIT_MAY_USE)):
+                out.append(f"audit imports more than the agents' pure modules: {e}")
     return out
 
 
@@ -245,6 +257,9 @@ def test_each_rule_catches_a_forbidden_import() -> None:
         ("schemas.v1", "kessai.crypto", "schemas may use only"),
         ("protocols.user", "agents.terminal.wallet", "shared module"),
         ("kessai.money", "kessai.crypto", "leaf module"),
+        ("kessai.replay", "audit.verify", "audit imported outside"),
+        ("audit.verify", "agents.settlement.agent", "audit imports more"),
+        ("audit.verify", "sim.devdata", "audit imports more"),
     ]
     for source, target, rule in forbidden:
         problems = layering_violations(_with(graph, source, target))

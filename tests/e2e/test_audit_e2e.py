@@ -1,0 +1,73 @@
+"""The audit archive on the real broker (issue 10): the archiver worker records a run of mixed
+purchases; `kessai audit verify` finds it clean and names the row of a tampered copy."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from audit.verify import Window, verify
+from tests.e2e.bus import purchase, run
+from tests.e2e.conftest import System
+
+pytestmark = [pytest.mark.e2e, pytest.mark.broker]
+
+
+def stop_archiver(system: System) -> Path:
+    """Stop the archiver cleanly (it drains and signs its heads), then start it again; the
+    archive file, closed in between, is what the auditor reads."""
+    system.workers["archiver"].stop(timeout=30)
+    return system.settings.data_dir / "archive.sqlite"
+
+
+async def test_a_recorded_run_verifies_clean_and_a_tampered_copy_does_not(
+        system: System, tmp_path: Path) -> None:
+    # Other tests of the session may leave odd records on purpose; audit what starts here.
+    started = time.time()
+    done = await run(system.settings,
+                     purchase("alice"),
+                     purchase("alice", card="expired"),
+                     purchase("carol", user_tamper="amount"),
+                     purchase("carol", scenario={"shop_tamper": "amount"}),
+                     purchase("bob", [["XXXX", 1]], wrong_password=True),
+                     purchase("alice", [["TEA1", 1]], abandon=True),
+                     purchase("alice", scenario={"result_mode": "DIRECT_BOTH"}),
+                     purchase("carol", duplicate_second=True),
+                     timeout=60)
+    outcomes = {p.outcome for p in done}
+    assert outcomes >= {"APPROVED", "DECLINED", "MISMATCH", "AUTH_FAILED", "EXPIRED"}, outcomes
+    archive = stop_archiver(system)
+    try:
+        copy = tmp_path / "archive.sqlite"
+        shutil.copy(archive, copy)
+    finally:
+        system.start("archiver")
+
+    report = verify(copy, system.settings, Window(since_ms=int(started * 1000)))
+    assert report.ok, report.text()
+    assert report.checkpoints >= 1 and report.orders >= len(done)
+    cli = [sys.executable, "-m", "kessai.cli", "audit", "verify", "--archive", str(copy),
+           "--keys", str(system.settings.keys_dir), "--from", str(started)]
+    clean = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "OK: no discrepancy" in clean.stdout
+
+    db = sqlite3.connect(copy)
+    with db:
+        partition, offset, value = db.execute(
+            "SELECT partition, offset, value FROM records WHERE topic = "
+            "'kessai.payment-results' ORDER BY partition, offset LIMIT 1").fetchone()
+        flipped = bytearray(value)
+        flipped[10] ^= 0x01
+        db.execute("UPDATE records SET value = ? WHERE topic = 'kessai.payment-results' "
+                   "AND partition = ? AND offset = ?", (bytes(flipped), partition, offset))
+    db.close()
+    tampered = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+    assert tampered.returncode == 1, tampered.stdout + tampered.stderr
+    assert f"kessai.payment-results[{partition}]@{offset}" in tampered.stdout
