@@ -195,7 +195,7 @@ class Terminal:
             log.info("terminal %s: %s", state.session, effect.text)
         elif isinstance(effect, session.Tell):
             assert state is not None
-            log.warning("terminal %s tells the user: %s", state.session, effect.text)
+            log.info("terminal %s tells the user: %s", state.session, effect.text)
         elif isinstance(effect, session.SendOrder):
             assert state is not None
             cmd = state.purchase()
