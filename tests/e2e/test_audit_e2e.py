@@ -3,6 +3,7 @@ purchases; `kessai audit verify` finds it clean and names the row of a tampered 
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import sqlite3
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from audit.verify import Window, verify
-from tests.e2e.bus import purchase, run
+from tests.e2e.bus import purchase, read_all, run
 from tests.e2e.conftest import System
 
 pytestmark = [pytest.mark.e2e, pytest.mark.broker]
@@ -71,3 +72,34 @@ async def test_a_recorded_run_verifies_clean_and_a_tampered_copy_does_not(
     tampered = subprocess.run(cli, capture_output=True, text=True, timeout=120)
     assert tampered.returncode == 1, tampered.stdout + tampered.stderr
     assert f"kessai.payment-results[{partition}]@{offset}" in tampered.stdout
+
+
+async def test_a_killed_archiver_resumes_from_its_archive_and_stores_each_offset_once(
+        system: System, tmp_path: Path) -> None:
+    started = time.time()
+    in_flight = asyncio.gather(run(system.settings, *(purchase("alice") for _ in range(6)),
+                                   timeout=60))
+    await asyncio.sleep(1.5)
+    system.kill("archiver")  # kill -9 with purchases in flight: no final batch, no checkpoint
+    await asyncio.sleep(1.0)
+    system.start("archiver")
+    [done] = await in_flight
+    assert {p.outcome for p in done} == {"APPROVED"}
+    archive = stop_archiver(system)
+    stopped_ms = int(time.time() * 1000)
+    try:
+        copy = tmp_path / "archive.sqlite"
+        shutil.copy(archive, copy)
+    finally:
+        system.start("archiver")
+
+    report = verify(copy, system.settings, Window(since_ms=int(started * 1000)))
+    assert report.ok, report.text()
+    db = sqlite3.connect(copy)
+    for topic in ("kessai.settlement.first", "kessai.payment-results", "kessai.order-status"):
+        archived = {(p, o) for p, o in db.execute(
+            "SELECT partition, offset FROM records WHERE topic = ?", (topic,))}
+        on_broker = {(r.partition, r.offset) for r in await read_all(system.settings, topic)
+                     if r.timestamp < stopped_ms - 5_000}
+        assert on_broker <= archived, (topic, sorted(on_broker - archived))
+    db.close()
