@@ -140,7 +140,9 @@ def start_own(settings: Settings, agents: list[str], *, keep: bool = False,
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("KESSAI_")},
                **settings.child_env(),
                # Own HTTP ports: a `kessai up` on this machine keeps its defaults.
-               "KESSAI_SHOP_HTTP_PORT": str(free_port()), "KESSAI_RELAY_PORT": str(free_port())}
+               "KESSAI_SHOP_HTTP_PORT": str(free_port()), "KESSAI_RELAY_PORT": str(free_port()),
+               "KESSAI_DEVICE_HTTP_PORT": str(free_port()),
+               "KESSAI_SELECTOR_PORT": str(free_port())}
         for name, label in worker_names(agents, replicas or {}):
             w = WorkerProc(name, settings.data_dir / "logs" / f"{label}.log", env,
                            worker_args=SIM_WORKER_ARGS)

@@ -3,7 +3,7 @@ user id / password screen), sees the wake-up arrive, the details with Agree / No
 (Fig. 16), the method list (Fig. 17), the completion; and for embodiment 2 answers the
 confirmation with their password.
 
-Served by the device worker (``KESSAI_DEVICE_HTTP_PORT``, default 8460, loopback). The typed
+Served by the device worker (``KESSAI_DEVICE_HTTP_PORT``, default 8470, loopback). The typed
 password stays in this process: it is compared with the UIM here (D1) and, for the
 confirmation reply, sealed to the gateway before anything leaves. Every button becomes a
 ``DeviceCommand`` from the phone itself, so each state change happens in a stream event like
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from agents.device.agent import Devices
 
 COMMANDS = "kessai.device.commands"
-DEFAULT_PORT = 8460
+DEFAULT_PORT = 8470
 
 PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">

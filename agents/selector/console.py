@@ -1,5 +1,5 @@
 """The user's prompts as a page (seed 004 M2/M11/M12): choose a module, choose a slave, type a
-slave's address. Served by the selector worker (``KESSAI_SELECTOR_PORT``, default 8460, on
+slave's address. Served by the selector worker (``KESSAI_SELECTOR_PORT``, default 8480, on
 loopback); the selector hears every prompt for its clients (its own and their master server
 wallets') on ``kessai.selector.prompts`` and the answer goes back, signed by the selector, to
 whoever asked: ``kessai.selector.replies`` or ``kessai.wallet.replies``.
@@ -32,7 +32,7 @@ log = logging.getLogger("kessai.selector")
 PROMPTS = "kessai.selector.prompts"
 REPLY_TO = {"selector": "kessai.selector.replies"}
 WALLET_REPLIES = "kessai.wallet.replies"
-DEFAULT_PORT = 8460
+DEFAULT_PORT = 8480
 MAX_ADDRESS = 200
 
 QUESTION = {"module": "Which wallet should pay?", "slave": "Which server wallet should pay "
