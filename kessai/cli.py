@@ -20,7 +20,8 @@ from kessai.errors import ConfigError, KessaiError
 from kessai.settings import Settings
 
 SIM_FLAG = "--sim"
-LISTENS_ON_A_PORT = ("shop", "relay", "device", "selector")  # one worker each: `up --replicas` refuses more
+# Agents that serve a page on a port: one worker each, `up --replicas` refuses more.
+LISTENS_ON_A_PORT = ("shop", "relay", "device", "selector")
 # Seed 004's examples for `kessai pay --flow selector --mode …` (sim.selector_demo.MODES).
 SELECTOR_MODES = ("preselect", "ask", "brand-selector", "brand-module", "brand-live", "multi",
                   "proxy", "certificate", "pick-slave", "address", "attached-brands",
