@@ -197,7 +197,8 @@ def parser() -> argparse.ArgumentParser:
                        help="after the run, measure the idle system's CPU for S seconds "
                        "(default 5; 0 skips it)")
     bench.add_argument("--agents", help="comma-separated agent types the bench starts "
-                       "(default: all, as 'kessai up')")
+                       "(default: the ones a purchase passes through: settlement, issuer, "
+                       "shop, terminal; add archiver to measure the audit archive too)")
     bench.add_argument("--replicas", metavar="AGENT=N[,...]",
                        help="workers per agent type, as 'kessai up --replicas'")
     bench.add_argument("--keep", action="store_true",

@@ -64,6 +64,9 @@ class MemoryHost:
     def active_partitions(self, topic: str) -> set[int]:
         return set(range(by_name(topic).partitions))  # one worker owns every partition
 
+    def caught_up(self, topic: str, partition: int) -> bool:
+        return not any(r.topic == topic and r.partition == partition for r in self.bus._queue)
+
     def every(self, seconds: float, fn: Hook) -> None:
         self.timers.append((seconds, fn))
 
@@ -166,11 +169,15 @@ class MemoryBus:
         for ctx in self.contexts:
             await ctx.batch.flush()
 
-    async def tick(self) -> int:
-        """Run every agent's timers once (at the clock's time), then drain."""
+    async def fire_timers(self) -> None:
+        """Run every agent's timers once (at the clock's time), delivering nothing."""
         for host in self._hosts:
             for _, fn in host.timers:
                 await fn()
+
+    async def tick(self) -> int:
+        """Run every agent's timers once (at the clock's time), then drain."""
+        await self.fire_timers()
         return await self.drain()
 
     def messages(self, topic: str, kind: type | None = None) -> list[Any]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import faust
+from aiokafka.structs import TopicPartition
 
 from kessai import envelope
 from kessai.batch import Batch, current_batch
@@ -91,6 +92,8 @@ class Host(Protocol):
 
     def active_partitions(self, topic: str) -> set[int]: ...
 
+    def caught_up(self, topic: str, partition: int) -> bool: ...
+
     def every(self, seconds: float, fn: Hook) -> None: ...
 
     def at_start(self, fn: Hook) -> None: ...
@@ -119,6 +122,7 @@ class FaustHost:
     def __init__(self, app: faust.App) -> None:
         self.app = app
         self._topics: dict[str, faust.TopicT] = {}
+        self._handled: dict[tuple[str, int], int] = {}  # the last offset the door handled
 
     def topic(self, name: str) -> faust.TopicT:
         if name not in self._topics:
@@ -146,6 +150,21 @@ class FaustHost:
     def active_partitions(self, topic: str) -> set[int]:
         return {tp.partition for tp in self.app.assignor.assigned_actives()
                 if tp.topic == topic}
+
+    def caught_up(self, topic: str, partition: int) -> bool:
+        # What the latest fetch said the log holds (highwater) has been fetched and handled.
+        # aiokafka keeps both figures per partition; faust's consumer thread updates them.
+        try:
+            consumer = self.app.consumer._thread._ensure_consumer()  # type: ignore[attr-defined]
+            state = consumer._subscription.subscription.assignment.state_value(
+                TopicPartition(topic, partition))
+        except Exception:
+            return False
+        if state is None or state.highwater is None or not state.has_valid_position:
+            return False
+        handled = self._handled.get((topic, partition))
+        return state.position >= state.highwater and (
+            handled is None or handled + 1 >= state.highwater)
 
     def every(self, seconds: float, fn: Hook) -> None:
         self.app.timer(seconds, name=f"{fn.__module__}.{fn.__qualname__}")(fn)
@@ -181,6 +200,7 @@ class FaustHost:
                         m = event.message
                         raw = m.value if isinstance(m.value, bytes) else b""
                         await door.receive(m.topic, m.partition, m.offset, m.key, raw)
+                        self._handled[(m.topic, m.partition)] = m.offset
                         if batch.handled_one() or queue.empty():
                             await _flush_or_die(batch, ctx.name)
 
@@ -270,6 +290,12 @@ class AgentContext:
     def active_partitions(self, topic: str) -> set[int]:
         """Partitions of ``topic`` this worker actively owns (not its standby copies)."""
         return self.host.active_partitions(topic)
+
+    def caught_up(self, topic: str, partition: int) -> bool:
+        """Whether this worker has handled every record of ``topic[partition]`` the broker
+        held at its latest fetch. A deadline that "nothing arrived in time" must wait for
+        this: after a restart, a record sent in time may still be unread (issue 6 item 9)."""
+        return self.host.caught_up(topic, partition)
 
     def every(self, seconds: float) -> Callable[[Hook], Hook]:
         def deco(fn: Hook) -> Hook:

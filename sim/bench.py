@@ -47,7 +47,7 @@ from kessai.settings import Settings
 from kessai.supervisor import parse_replicas
 from schemas.v1 import PurchaseCommand
 from sim import cpu, floors, stats
-from sim.system import System, check_agents, external, start_own
+from sim.system import BENCH_AGENTS, System, check_agents, external, start_own
 
 COMMANDS = "kessai.terminal.commands"
 ORDER_STATUS = "kessai.order-status"
@@ -802,9 +802,10 @@ def print_report(r: dict[str, Any], out: Any = sys.stdout) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     plan = plan_from(args)
-    agents = check_agents(getattr(args, "agents", None))
+    agents = check_agents(getattr(args, "agents", None), BENCH_AGENTS)
     # The shop and relay listen on one port each (as `kessai up --replicas`).
-    replicas = parse_replicas(getattr(args, "replicas", None), agents, ("shop", "relay"))
+    replicas = parse_replicas(getattr(args, "replicas", None), agents,
+                              ("shop", "relay", "device", "selector"))
     is_external = bool(getattr(args, "bootstrap", None) or os.environ.get("KESSAI_BOOTSTRAP"))
     progress = Progress(enabled=not args.json)
     if is_external and getattr(args, "agents", None):

@@ -42,7 +42,12 @@ USERS: tuple[DevUser, ...] = (
 )
 
 # Cards known to the issuer that no dev user holds (for tests of unknown-account paths).
-EXTRA_ACCOUNTS: tuple[DevCard, ...] = (DevCard("spare", "6011111111111117", "2030-01", 50_000),)
+EXTRA_ACCOUNTS: tuple[DevCard, ...] = (
+    DevCard("spare", "6011111111111117", "2030-01", 50_000),
+    # carol's mastercard at wallet-b (seed 004): her own account, not bob's low-limit card, so
+    # her purchases never depend on what bob spent before them.
+    DevCard("carol-mc", "5105105105105100", "2030-06", 500_000),
+)
 
 SERVICE_ACTORS: tuple[str, ...] = ("settlement", "issuer", "terminal", "operator", "relay",
                                    "gateway", "ca", "archiver")
@@ -65,7 +70,7 @@ class WalletAccount:
 WALLET_ACCOUNTS: tuple[WalletAccount, ...] = (
     WalletAccount("wallet-a", "alice", "alice-wallet-pw", "visa", "4111111111111111", "2031-12"),
     WalletAccount("wallet-a", "carol", "carol-wallet-pw", "visa", "4012888888881881", "2029-03"),
-    WalletAccount("wallet-b", "carol", "carol-wallet-pw", "mastercard", "5555555555554444",
+    WalletAccount("wallet-b", "carol", "carol-wallet-pw", "mastercard", "5105105105105100",
                   "2030-06"),
     WalletAccount("wallet-b", "bob", "bob-wallet-pw", "mastercard", "5555555555554444",
                   "2030-06"),

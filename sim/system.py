@@ -171,11 +171,16 @@ def _wait_ready(system: System, timeout_s: float) -> None:
                      f"logs in {system.log_dir()}")
 
 
-def check_agents(spec: str | None) -> list[str]:
+# The agents a bench purchase passes through (seed 003, via the terminal). The other agents
+# take no part in it; started anyway they would only add their idle polling to the figures.
+BENCH_AGENTS = ("settlement", "issuer", "shop", "terminal")
+
+
+def check_agents(spec: str | None, default: tuple[str, ...] | None = None) -> list[str]:
     from agents import AGENTS
 
     if not spec:
-        return list(AGENTS)
+        return list(default or AGENTS)
     names = [a.strip() for a in spec.split(",") if a.strip()]
     unknown = [n for n in names if n not in AGENTS]
     if unknown or not names:

@@ -240,7 +240,11 @@ def register(ctx: AgentContext) -> None:
     async def scan_deadlines() -> None:
         # Standby copies of other workers' partitions are in the table too: act only on the
         # partitions this worker actively owns.
-        active = ctx.active_partitions(FIRST)
+        # A deadline means "the other half did not come in time": after a restart a half sent
+        # in time may still be unread, so a partition's deadlines wait until both request
+        # topics are caught up (co-partitioned: the same partition number).
+        active = {p for p in ctx.active_partitions(FIRST)
+                  if ctx.caught_up(FIRST, p) and ctx.caught_up(SECOND, p)}
         if not active:
             return
         now = ctx.clock.now_ms()

@@ -17,16 +17,21 @@ pytestmark = [pytest.mark.e2e, pytest.mark.broker]
 
 async def test_settlement_killed_between_first_and_second_request_completes_the_join(
         system: System) -> None:
-    p = purchase("carol", [["TEA1", 1]], second_delay_ms=5_000)
+    """The user sends the 2nd request in time while the settlement worker is down, and the
+    worker comes back only after the 2nd-request deadline: the join completes, because a
+    restarted worker fires no deadline before it has read what was sent in time."""
+    t_second = system.settings.t_second_ms
+    p = purchase("carol", [["TEA1", 1]], second_delay_ms=t_second // 2)
     task = asyncio.create_task(run(system.settings, p, timeout=60))
-    await asyncio.sleep(2.0)  # the 1st request is in the join's state by now
+    await asyncio.sleep(1.5)  # the 1st request is in the join's state by now
     system.kill("settlement")
     killed_ms = time.time() * 1000
+    await asyncio.sleep(t_second / 1000)  # down past the deadline; the 2nd request is waiting
     await asyncio.to_thread(system.start, "settlement")
     [done] = await task
     first = next(h for h in done.hops if h.type == "settlement-first")
     second = next(h for h in done.hops if h.type == "settlement-second")
-    assert first.at_ms < killed_ms < second.at_ms
+    assert first.at_ms < killed_ms < second.at_ms < first.at_ms + t_second
     assert done.outcome == "APPROVED" and done.shop_status == "PAID"
 
 

@@ -42,15 +42,18 @@ async def press(tier: Tier, device_id: str, action: str, **kw: Any) -> None:
                     device_id, "operator")
 
 
-async def records(tier: Tier, topic: str) -> list[tuple[Any, Any]]:
-    """(envelope, message) of every record on ``topic`` so far."""
+async def raw_values(tier: Tier, topic: str) -> list[bytes]:
+    """The value bytes of every record on ``topic`` so far, decodable or not."""
     if isinstance(tier, MemoryTier):
         await tier.bus.drain()
-        raw = [r.value for r in tier.bus.log.get(topic, [])]
-    else:
-        raw = [r.value for r in await broker_bus.read_all(tier.settings, topic)]
+        return [r.value for r in tier.bus.log.get(topic, [])]
+    return [r.value for r in await broker_bus.read_all(tier.settings, topic)]
+
+
+async def records(tier: Tier, topic: str) -> list[tuple[Any, Any]]:
+    """(envelope, message) of every record on ``topic`` so far."""
     out = []
-    for value in raw:
+    for value in await raw_values(tier, topic):
         env = envelope.decode(value)
         out.append((env, envelope.body_of(env)))
     return out

@@ -29,6 +29,7 @@ from schemas.v1 import (
     AuditEvent,
     Authorization,
     DeadLetter,
+    DeadlineTick,
     InquiryAnswer,
     OrderStatus,
     PaymentRequest,
@@ -360,3 +361,23 @@ async def test_a_second_request_after_expiry_neither_collates_nor_reaches_the_fi
     grown = {topic for topic, records in bus.log.items() if len(records) > before.get(topic, 0)}
     assert grown <= {SECOND, RESULTS, RELAYED, "kessai.terminal.sessions"}
     assert statuses(bus, cmd.session) == ["AWAITING_PAYMENT", "NOT_PAID"]  # ... once
+
+
+# -- R10 / issue 6 item 9: a restarted settlement worker reads before it expires ------------
+
+async def test_no_deadline_fires_for_a_partition_with_an_unread_second_request(
+        bus: MemoryBus, keydir: Path) -> None:
+    """The user's 2nd request was sent in time but is still unread when the deadline passes
+    (the settlement worker was down): the deadline scan waits for the partition to be read,
+    so the order settles instead of expiring."""
+    cmd, request = await buy(bus, second_delay_ms=LATER)
+    key = join_key(request.shop_id, request.order_id)
+    await bus.send(SECOND, second_for(keydir, request, "alice"), key, "terminal")  # unread
+    bus.clock.advance(TIMINGS["t_first_ms"] + 1_000)  # type: ignore[attr-defined]
+    await bus.fire_timers()
+    assert [t for t in bus.messages("kessai.settlement.timers", DeadlineTick)
+            if t.join_key == key] == []
+    await bus.drain()
+    await elapse(bus, 3_000)
+    assert [r.outcome for r in user_results(bus, request.order_id)] == ["APPROVED"]
+    assert statuses(bus, cmd.session)[-1] == "PAID"
