@@ -189,6 +189,8 @@ def up(args: argparse.Namespace, settings: Settings, *, agents: Sequence[str],
 
         created = asyncio.run(create_all(settings))
         say(f"topics ready ({sum(1 for r in created if r.created)} created)")
+        say(f"run directory {settings.data_dir} (worker logs, stores and the audit archive, "
+            "archive.sqlite: `kessai audit verify` checks the newest run's)")
         env = {**os.environ, **settings.child_env()}
         for name, label in worker_names(names, replicas):
             if stop.set:
