@@ -245,6 +245,9 @@ _SEED_002 = (
               may_hold_sealed_secrets=True),
     TopicSpec("kessai.pos.credit-answers", "pos id", 4, ("issuer",), ("pos",),
               "N8/N9 allowance or failure of authentication, to the POS."),
+    TopicSpec("kessai.credit.timers", "card digest", 4, ("issuer",), ("issuer",),
+              "A POS request whose key has not come in time: the credit server's tick to "
+              "itself (co-partitioned with kessai.credit.pos-requests)."),
 )
 
 

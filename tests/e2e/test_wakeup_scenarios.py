@@ -423,10 +423,34 @@ async def test_13_embodiment_2_unknown_ciphertext_fails_authentication(tier: Tie
     await tier.send("kessai.credit.pos-requests", PosCreditRequest(
         "pos-1", request_ref, enc, request_ref, "1111111111", Money(TOTAL, "JPY"), "L"),
         w.encrypted_card_ref(enc), "pos-1")
+    # The key may come after the request (two topics): the credit server waits for it first.
+    await tier.elapse(int(WAKEUP_ENV["KESSAI_CREDIT_KEY_WAIT_MS"]) + 2_000)
     answer = await tier.wait_for("kessai.pos.credit-answers",
                                  lambda m: isinstance(m, CreditAnswer)
                                  and m.request_ref == request_ref)
     assert (answer.allowed, answer.reason) == (False, "failure_of_authentication")
+
+
+async def test_k6_a_request_read_before_its_key_waits_for_it(tier: Tier) -> None:
+    """K5/K6: the POS's credit request and the gateway's key come on two topics, so the credit
+    server may read the request first: it answers once the key is there, with allowance."""
+    from kessai.money import Money
+    from protocols import wakeup as w
+    from schemas.wakeup import CreditAnswer, KeyDistribution, PosCreditRequest
+
+    card_key = w.new_card_key()
+    enc = w.encrypt_card(card_key, "1525000012345678", "2031-12")
+    request_ref, card_ref = ref(), w.encrypted_card_ref(enc)
+    await tier.send("kessai.credit.pos-requests", PosCreditRequest(
+        "pos-1", request_ref, enc, request_ref, "1111111111", Money(TOTAL, "JPY"), "L"),
+        card_ref, "pos-1")
+    issuer = keys.load_registry(tier.settings.keys_dir).sealing["issuer"][1]
+    sealed = crypto.seal(issuer, card_key, w.credit_key_context(enc))
+    await tier.send("kessai.credit.keys", KeyDistribution(enc, sealed), card_ref, "paygate")
+    answer = await tier.wait_for("kessai.pos.credit-answers",
+                                 lambda m: isinstance(m, CreditAnswer)
+                                 and m.request_ref == request_ref)
+    assert (answer.allowed, answer.reason) == (True, "allowance")
 
 
 async def test_k7_a_fresh_ciphertext_per_transaction(tier: Tier) -> None:

@@ -21,6 +21,7 @@ WAKEUP_ENV = {
     "KESSAI_DEVICE_RESPONSE_MS": "5000",
     "KESSAI_DEVICE_AUTH_TTL_MS": "12000",
     "KESSAI_PAYGATE_REPLY_MS": "15000",
+    "KESSAI_CREDIT_KEY_WAIT_MS": "3000",
 }
 WAKEUP_AGENTS = ("paygate", "direction", "pos", "device", "issuer")
 FIG16_ITEMS = [SaleItem("Sencha 100g", 2, 1200), SaleItem("Mug", 1, 1800)]
