@@ -122,12 +122,15 @@ class Archiver:
         await consumer.start()
         try:
             consumer.assign(tps)
+            fresh = []
             for tp in tps:
                 head = self.chains.heads.get((tp.topic, tp.partition))
                 if head is None:
-                    await consumer.seek_to_beginning(tp)
+                    fresh.append(tp)
                 else:
                     consumer.seek(tp, head.offset + 1)
+            if fresh:  # one offsets request for all of them, not one round trip each
+                await consumer.seek_to_beginning(*fresh)
             next_checkpoint = time.monotonic() + self.interval_s
             while not self._stopping.is_set():
                 await self._poll(consumer, tps)
