@@ -4,6 +4,7 @@ purchases; `kessai audit verify` finds it clean and names the row of a tampered 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import sqlite3
 import subprocess
@@ -91,7 +92,9 @@ async def test_a_killed_archiver_resumes_from_its_archive_and_stores_each_offset
     wanted = {(r.partition, r.offset) for r in await read_all(system.settings,
                                                               "kessai.payment-results")}
     for _ in range(600):
-        with sqlite3.connect(live) as db:
+        # Closed at once: the archiver's clean stop folds its WAL into the file only as the
+        # last connection, and the copy below reads the file alone.
+        with contextlib.closing(sqlite3.connect(live)) as db:
             have = {(p, o) for p, o in db.execute(
                 "SELECT partition, offset FROM records WHERE topic = 'kessai.payment-results'")}
         if wanted <= have:
