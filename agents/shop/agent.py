@@ -169,10 +169,6 @@ class Shop:
     async def on_first_accepted(self, inbound: Inbound) -> None:
         ack: FirstAccepted = inbound.message
         where = f"{ack.shop_id}/ref:{ack.request_ref}"
-        if inbound.sender != "settlement":
-            await self.ctx.audit("unexpected-sender", where,
-                                 f"acceptance from {inbound.sender!r} ignored")
-            return
         if ack.shop_id not in self.ctx.keys:
             return
         order = await self.db.by_ref(ack.shop_id, ack.request_ref)
@@ -217,10 +213,6 @@ class Shop:
         if result.recipient != "shop":
             return  # the user's copy of the result
         key = join_key(result.shop_id, result.order_id)
-        if inbound.sender != "settlement":
-            await self.ctx.audit("unexpected-sender", key,
-                                 f"payment result from {inbound.sender!r} ignored")
-            return
         if result.shop_id not in self.ctx.keys:
             return
         await self._judge(result.shop_id, result.order_id, result.outcome, result.amount,
@@ -232,11 +224,6 @@ class Shop:
     # 4. Emb. 1 (A22–A23): the terminal relays the result with the authenticator copied (cl. 7).
     async def on_relayed_result(self, inbound: Inbound) -> None:
         relay: ResultRelay = inbound.message
-        key = join_key(relay.shop_id, relay.order_id)
-        if inbound.sender not in ORDER_SENDERS:
-            await self.ctx.audit("unexpected-sender", key,
-                                 f"relayed result from {inbound.sender!r} ignored")
-            return
         if relay.shop_id not in self.ctx.keys:
             return
         await self._judge(relay.shop_id, relay.order_id, relay.outcome, relay.amount,
@@ -272,10 +259,6 @@ class Shop:
     async def on_inquiry_answer(self, inbound: Inbound) -> None:
         answer: InquiryAnswer = inbound.message
         key = join_key(answer.shop_id, answer.order_id)
-        if inbound.sender != "settlement":
-            await self.ctx.audit("unexpected-sender", key,
-                                 f"inquiry answer from {inbound.sender!r} ignored")
-            return
         if answer.shop_id not in self.ctx.keys:
             return
         order = await self.db.get(answer.shop_id, answer.order_id)

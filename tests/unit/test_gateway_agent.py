@@ -18,6 +18,7 @@ from agents.wallet.request import payment_request
 from agents.wallet.store import Card, seed_from_secrets
 from kessai import certificates, crypto, envelope, keys
 from kessai.errors import ConfigError
+from kessai.handlers import UNAUTHORIZED_SENDER, admit
 from kessai.runtime import Inbound
 from schemas.relay import (
     ApprovalResponse,
@@ -313,8 +314,11 @@ async def test_the_shop_carries_request_and_approval_unchanged(world, keydir, tm
     # Only a wallet's request, only the gateway's approval are carried.
     await shop.on_payment_request(inbound(signed(envelope.open_record(
         original, world.registry).message, world.k["relay"], "t-1"), world.registry))
-    await shop.on_approval(inbound(signed(resp.msg, world.k["issuer"], "t-1"), world.registry))
-    assert [s.topic for s in shop_ctx.take()] == ["kessai.audit", "kessai.audit"]
+    assert [s.topic for s in shop_ctx.take()] == ["kessai.audit"]
+    # The gateway's approval only: the door admits no other sender to the handler.
+    carrier.register(shop_ctx)
+    assert admit(shop_ctx.routes, APPROVALS, resp.msg, "issuer").reason == UNAUTHORIZED_SENDER
+    assert admit(shop_ctx.routes, APPROVALS, resp.msg, "gateway").handler is not None
 
 
 def test_issuer_admits_gateway_keys_only_under_gw():

@@ -22,13 +22,15 @@ from agents.relay.setwallet import Relay, condition_actions
 from agents.relay.store import RelayDB
 from agents.relay.twosided import TwoSided, card_inputs, parse_items
 from agents.relay.waiting import Waiters
+from agents.shop import procedure
 from agents.shop.carts import CartDB, added
 from agents.shop.orders import OrderDB
-from agents.shop.procedure import PaymentProcessing, designated_wallets
+from agents.shop.procedure import PROCEDURE_REQUESTS, PaymentProcessing, designated_wallets
 from agents.wallet import contents as wallet_contents
 from kessai import authenticators, crypto, envelope, keys
 from kessai.clock import FakeClock
 from kessai.errors import ConfigError
+from kessai.handlers import UNAUTHORIZED_SENDER, admit
 from kessai.money import Money
 from kessai.runtime import Inbound
 from protocols.sealed import wallet_password_context
@@ -555,9 +557,11 @@ async def test_shop_prices_the_cart_and_designates_wallets(keydir: Path,
     assert info.amount == Money(1155, "JPY") and info.usable_wallets == ["wallet-a", "wallet-b"]
     await section.on_procedure_request(record(keydir, req, "relay", "txn-1"))  # redelivery
     assert took(ctx)[0][1].order_id == info.order_id  # the same order
-    # Only the relay may ask; an unknown cart is NOT_PAID under the txn id.
-    await section.on_procedure_request(record(keydir, req, "terminal", "txn-1"))
-    assert [m.kind for _, m, _, _ in took(ctx)] == ["unexpected-sender"]
+    # Only the relay may ask (the door refuses anyone else before the handler runs); an
+    # unknown cart is NOT_PAID under the txn id.
+    procedure.register(ctx, orders, {})
+    assert admit(ctx.routes, PROCEDURE_REQUESTS, req, "terminal").reason == UNAUTHORIZED_SENDER
+    assert admit(ctx.routes, PROCEDURE_REQUESTS, req, "relay").handler is not None
     await section.on_procedure_request(record(keydir, dataclasses.replace(
         req, txn_id="txn-2", shop_id="shop-2", cart_id="nope"), "relay", "txn-2"))
     (_topic, status, cid, _), = took(ctx)
