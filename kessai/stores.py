@@ -9,7 +9,17 @@ from typing import ClassVar, Self
 
 import aiosqlite
 
-from kessai.errors import KessaiError
+from kessai.errors import ConfigError, KessaiError
+
+SYNCHRONOUS = ("FULL", "NORMAL")
+
+
+def synchronous_pragma(mode: str) -> str:
+    """The PRAGMA that sets SQLite's commit sync (``Settings.sqlite_synchronous``)."""
+    if mode not in SYNCHRONOUS:
+        raise ConfigError(f"SQLite synchronous must be one of {', '.join(SYNCHRONOUS)}, "
+                          f"got {mode!r}")
+    return f"PRAGMA synchronous={mode}"
 
 
 class SqliteStore:
@@ -22,8 +32,9 @@ class SqliteStore:
     SCHEMA: ClassVar[str] = ""
     NAME: ClassVar[str] = "store"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
         self.path = Path(path)
+        self._sync = synchronous_pragma(synchronous)
         self._db: aiosqlite.Connection | None = None
         self._closed = False
         self._lock = asyncio.Lock()
@@ -39,6 +50,7 @@ class SqliteStore:
             db = await aiosqlite.connect(str(self.path), isolation_level=None)
             try:
                 await db.execute("PRAGMA journal_mode=WAL")
+                await db.execute(self._sync)
                 await db.execute("PRAGMA busy_timeout=5000")
                 await db.executescript(self.SCHEMA)
                 await self._on_open(db)
@@ -66,8 +78,9 @@ class SqliteDB:
 
     SCHEMA: ClassVar[str] = ""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
         self.path = Path(path)
+        self._sync = synchronous_pragma(synchronous)
         self._conn: aiosqlite.Connection | None = None
         self._opening = asyncio.Lock()
 
@@ -77,6 +90,7 @@ class SqliteDB:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 conn = await aiosqlite.connect(self.path)
                 await conn.execute("PRAGMA journal_mode=WAL")
+                await conn.execute(self._sync)
                 await conn.execute("PRAGMA busy_timeout=5000")
                 await conn.executescript(self.SCHEMA)
                 await conn.commit()

@@ -135,6 +135,7 @@ def declare(ctx: AgentContext, ca: CA) -> None:
 def register(ctx: AgentContext) -> None:
     """Declare the registration handler; the issuance record opens on first use and closes
     when the worker stops."""
-    ca = CA(ctx, CAStore(ctx.settings.data_dir / STORE_FILE))
+    ca = CA(ctx, CAStore(ctx.settings.data_dir / STORE_FILE,
+                          synchronous=ctx.settings.sqlite_synchronous))
     declare(ctx, ca)
     ctx.on_stop(ca.store.close)

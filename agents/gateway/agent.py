@@ -160,7 +160,8 @@ def register(ctx: AgentContext) -> None:
     if keys.seal_private is None:
         raise ConfigError(f"the gateway's key file has no sealing key; recreate the key set "
                           f"with 'kessai keys init --force {ctx.settings.keys_dir}'")
-    gateway = Gateway(ctx, GatewayStore(ctx.settings.data_dir / STORE_FILE),
+    gateway = Gateway(ctx, GatewayStore(ctx.settings.data_dir / STORE_FILE,
+                                               synchronous=ctx.settings.sqlite_synchronous),
                       GatewayPolicy.from_env(), keys.seal_private)
     declare(ctx, gateway)
     ctx.on_stop(gateway.store.close)

@@ -77,7 +77,8 @@ def register(ctx: AgentContext) -> None:
                           f"with 'kessai keys init --force {ctx.settings.keys_dir}'")
     seal_private = keys.seal_private
     accounts = [Account.from_record(r) for r in keys.secrets.get("accounts", [])]
-    ledger = LazyLedger(ctx.settings.data_dir / LEDGER_FILE, accounts)
+    ledger = LazyLedger(ctx.settings.data_dir / LEDGER_FILE, accounts,
+                        synchronous=ctx.settings.sqlite_synchronous)
 
     async def authorize(inbound: Inbound) -> None:
         msg = inbound.message

@@ -26,6 +26,7 @@ from agents.issuer.rules import Account, Decision
 from kessai.batch import defer_commit
 from kessai.errors import KessaiError
 from kessai.money import Money
+from kessai.stores import synchronous_pragma
 
 log = logging.getLogger("kessai.issuer")
 
@@ -66,13 +67,14 @@ class Ledger:
         self._lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: Path | str) -> Ledger:
+    async def open(cls, path: Path | str, *, synchronous: str = "FULL") -> Ledger:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a read-decide-write is
         # exactly one transaction and Python's sqlite3 never opens one behind our back.
         db = await aiosqlite.connect(str(path), isolation_level=None)
         try:
             await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA synchronous=FULL")  # a charge survives power loss
+            # FULL: a charge survives the host's power loss (Settings.sqlite_synchronous).
+            await db.execute(synchronous_pragma(synchronous))
             await db.execute("PRAGMA busy_timeout=5000")
             await db.executescript(_SCHEMA)
         except BaseException:
@@ -232,9 +234,11 @@ class LazyLedger:
     handle instead of relying on start order.
     """
 
-    def __init__(self, path: Path, accounts: Iterable[Account]) -> None:
+    def __init__(self, path: Path, accounts: Iterable[Account], *,
+                 synchronous: str = "FULL") -> None:
         self.path = Path(path)
         self._accounts = list(accounts)
+        self._sync = synchronous
         self._ledger: Ledger | None = None
         self._closed = False
         self._lock = asyncio.Lock()
@@ -249,7 +253,7 @@ class LazyLedger:
                 raise KessaiError("the issuer ledger is closed (worker shutting down)")
             if self._ledger is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                opened = await Ledger.open(self.path)
+                opened = await Ledger.open(self.path, synchronous=self._sync)
                 try:
                     added = await opened.seed(self._accounts)
                 except BaseException:

@@ -64,7 +64,8 @@ def register(ctx: AgentContext) -> None:
     session store closes after the server when the worker stops."""
     load_profiles()  # configuration errors stop the worker at start, not at the first page
     config = RelayConfig.from_env()
-    db = RelayDB(ctx.settings.data_dir / "relay.sqlite")
+    db = RelayDB(ctx.settings.data_dir / "relay.sqlite",
+                 synchronous=ctx.settings.sqlite_synchronous)
     waiters = Waiters(ctx.clock, config.keepalive_ms)
     relay = Relay(ctx, db, config, waiters)
     two_sided = TwoSided(ctx, db, config, waiters)

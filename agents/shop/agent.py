@@ -308,7 +308,7 @@ def register(ctx: AgentContext, statement: Statement = HONEST) -> None:
     1st request states (honest; a simulator may pass a dishonest one)."""
     s = ctx.settings
     # VIA_TERMINAL inquiries go on as long as the settlement history can answer.
-    shop = Shop(ctx, OrderDB(s.data_dir / "shop.sqlite"),
+    shop = Shop(ctx, OrderDB(s.data_dir / "shop.sqlite", synchronous=s.sqlite_synchronous),
                 PollPolicy.from_env(give_up_ms=s.t_first_ms + s.t_history_ms), statement)
     ctx.handle(ORDER_REQUESTS, shop.on_order_request, types=(OrderRequest,),
                senders=PLACERS)

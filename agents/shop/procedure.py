@@ -135,7 +135,8 @@ class PaymentProcessing:
 def register(ctx: AgentContext, orders: OrderDB,
              catalogues: Mapping[str, Catalogue]) -> CartDB:
     """Attach the payment processing section; returns the cart DB the HTTP front fills."""
-    carts = CartDB(ctx.settings.data_dir / "shop.sqlite")
+    carts = CartDB(ctx.settings.data_dir / "shop.sqlite",
+                   synchronous=ctx.settings.sqlite_synchronous)
     wallets = designated_wallets(os.environ.get("KESSAI_SHOP_WALLETS", ""), list(ctx.keys),
                                  ctx.registry.actors_of("wallet"))
     section = PaymentProcessing(ctx, orders, carts, wallets, catalogues)

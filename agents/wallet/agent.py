@@ -353,6 +353,7 @@ def register(ctx: AgentContext) -> None:
             raise ConfigError(f"{wallet_id} has no sealing key; recreate the key set with "
                               f"'kessai keys init --force {ctx.settings.keys_dir}'")
         seed += seed_from_secrets(wallet_id, ctx.actor_keys(wallet_id).secrets.get("users", {}))
-    wallet = Wallet(ctx, WalletStore(ctx.settings.data_dir / STORE_FILE, seed))
+    wallet = Wallet(ctx, WalletStore(ctx.settings.data_dir / STORE_FILE, seed,
+                                      synchronous=ctx.settings.sqlite_synchronous))
     declare(ctx, wallet)
     ctx.on_stop(wallet.store.close)

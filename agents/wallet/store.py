@@ -124,8 +124,9 @@ class WalletStore(SqliteStore):
     SCHEMA = _SCHEMA
     NAME = "wallet store"
 
-    def __init__(self, path: Path, seed: Iterable[tuple[User, Card]] = ()) -> None:
-        super().__init__(path)
+    def __init__(self, path: Path, seed: Iterable[tuple[User, Card]] = (), *,
+                 synchronous: str = "FULL") -> None:
+        super().__init__(path, synchronous=synchronous)
         self._seed = list(seed)
 
     async def _on_open(self, db: aiosqlite.Connection) -> None:
