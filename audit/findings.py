@@ -55,8 +55,10 @@ class Report:
 
     def text(self) -> str:
         if self.shadow_of:
+            compared = f"{self.orders} orders" if self.shadow_of == "settlement" else \
+                f"{sum(self.recomputed.values())} decisions"
             lines = [f"shadow {self.shadow_of} over {self.archive}: {self.checked} records "
-                     f"in the range, {self.orders} orders compared ({self.seconds:.1f} s)"]
+                     f"in the range, {compared} compared ({self.seconds:.1f} s)"]
         else:
             lines = [f"archive {self.archive}: {self.records} records in {self.partitions} "
                      f"partitions, {self.checkpoints} signed checkpoints; {self.checked} "

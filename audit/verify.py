@@ -19,7 +19,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from agents.archiver.chain import Row, unpack_headers
 from agents.settlement.userauth import SettlementSecrets
 from audit import cards
 from audit.archive import ArchiveReader
-from audit.chains import check_chains, load_checkpoints
+from audit.chains import add_broker_checkpoints, check_chains, load_checkpoints
 from audit.decisions import FlowAudit, add_findings
 from audit.findings import Report
 from audit.flows import TOPICS as FLOW_TOPICS
@@ -129,9 +129,12 @@ def _headers(raw: bytes) -> list[tuple[str, bytes]]:
 
 
 def verify(path: Path, settings: Settings, window: Window = EVERYTHING,
-           tick: Tick | None = None, known_pans: Iterable[str] = ()) -> Report:
+           tick: Tick | None = None, known_pans: Iterable[str] = (),
+           broker_checkpoints: Sequence[ReplayRecord] | None = None) -> Report:
     """Audit the archive at ``path``; ``tick(n)`` is told as rows are checked (each row is
-    read twice: once for its chain, once for its content)."""
+    read twice: once for its chain, once for its content). ``broker_checkpoints``: the
+    records of the broker's checkpoint topic (``kessai audit verify --bootstrap``), checked
+    against the archive's and used with them."""
     started = time.monotonic()
     registry = keys.load_registry(settings.keys_dir)
     reader = ArchiveReader(path)
@@ -139,6 +142,9 @@ def verify(path: Path, settings: Settings, window: Window = EVERYTHING,
     try:
         report.records = reader.count()
         checkpoints = load_checkpoints(reader, registry, report)
+        if broker_checkpoints is not None:
+            checkpoints = add_broker_checkpoints(checkpoints, broker_checkpoints,
+                                                 reader.archive_id(), report)
         report.checkpoints = len(checkpoints)
         check_chains(reader, checkpoints, report, tick)
         policy = _policy(checkpoints, settings, report)

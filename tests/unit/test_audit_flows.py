@@ -10,6 +10,9 @@ checkpointed over it) is reported, naming the record.
 
 from __future__ import annotations
 
+import importlib
+import json
+import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -19,10 +22,21 @@ import pytest
 
 from audit.verify import verify
 from kessai import envelope, keys
+from kessai.cli import main
 from kessai.clock import FakeClock
+from kessai.replay import ReplayRecord, inspect_record
 from kessai.settings import Settings
 from tests.audit.flows import gateway_day, merged, selector_day, wakeup_day, wakeup_env
-from tests.audit.recorded import Recorded, mixed_day, policy_of, write_archive
+from tests.audit.recorded import (
+    Recorded,
+    copy_of,
+    edit,
+    mixed_day,
+    policy_of,
+    rechain,
+    write_archive,
+)
+from topics.catalogue import CHECKPOINTS
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +131,140 @@ async def test_an_altered_decision_of_each_flow_is_reported(
     assert found, report.text()
     assert says in found[0].detail, report.text()
     assert {d.check for d in report.discrepancies} == {"decision"}, report.text()
+
+
+# -- `kessai audit shadow AGENT`: this build's decisions against the recorded ones ----------
+
+def _decline_big(original: Callable[..., Any]) -> Callable[..., Any]:
+    def decide(account: Any, pan: Any, expiry: Any, amount: Any, *a: Any, **kw: Any) -> Any:
+        from agents.issuer.rules import Decision
+
+        if amount.minor > 1_000:
+            return Decision(False, "over_limit")  # a stricter build
+        return original(account, pan, expiry, amount, *a, **kw)
+    return decide
+
+
+def _never_preselected(original: Callable[..., Any]) -> Callable[..., Any]:
+    def decide(cfg: Any, wanted: Any, preselected: Any, *a: Any) -> Any:
+        return original(cfg, wanted, None, *a)  # a build that forgets the stored choice
+    return decide
+
+
+def _decline_all(original: Callable[..., Any]) -> Callable[..., Any]:
+    def examine(request: Any, *a: Any) -> Any:
+        from agents.gateway.checks import Declined
+
+        verdict = original(request, *a)
+        return Declined("certificate_rejected", "a stricter build", verdict.info.shop_id,
+                        verdict.info.amount) if hasattr(verdict, "info") else verdict
+    return examine
+
+
+# (agent, module, function, the build's change, words the diff must say)
+BUILDS = [
+    ("issuer", "agents.issuer.rules", "decide", _decline_big, "declined (over_limit)"),
+    ("paygate", "agents.paygate.txn", "methods_for", lambda _: lambda *a: ("L",), "methods"),
+    ("selector", "agents.selector.routing", "decide", _never_preselected, "NO_PRESELECTION"),
+    ("gateway", "agents.gateway.checks", "examine", _decline_all, "certificate_rejected"),
+]
+
+
+@pytest.mark.parametrize(("agent", "module", "name", "build", "says"), BUILDS,
+                         ids=[b[0] for b in BUILDS])
+def test_shadow_of_a_changed_decision_function_shows_the_diff(
+        agent: str, module: str, name: str, build: Callable[..., Any], says: str, clean: Path,
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from audit.shadow import shadow
+
+    with wakeup_env():
+        same = shadow(agent, clean, settings)
+        assert same.ok and sum(same.recomputed.values()) > 0, same.text()
+        target = importlib.import_module(module)
+        monkeypatch.setattr(target, name, build(getattr(target, name)))
+        changed = shadow(agent, clean, settings)
+    assert not changed.ok, changed.text()
+    assert {d.check for d in changed.discrepancies} == {"shadow"}
+    assert says in changed.text()
+
+
+def test_shadow_from_the_command_line(clean: Path, settings: Settings,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["audit", "shadow", "selector", "--keys", str(settings.keys_dir), "--archive",
+            str(clean), "--json"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] and out["recomputed"]["selector"] >= 3
+
+
+# -- the broker's checkpoint topic (`kessai audit verify --bootstrap`) -----------------------
+
+def _broker_copy(path: Path, registry: Any) -> list[ReplayRecord]:
+    """The checkpoint topic as the broker holds it: every checkpoint the archiver sent."""
+    db = sqlite3.connect(path)
+    rows = db.execute("SELECT seq, created_ms, envelope FROM checkpoints ORDER BY seq").fetchall()
+    db.close()
+    out = []
+    for i, (_, created, raw) in enumerate(rows):
+        env = envelope.decode(raw)
+        out.append(inspect_record(CHECKPOINTS, 0, i, created, env.correlation_id.encode(), raw,
+                                  list(env.headers()), registry))
+    assert out
+    return out
+
+
+def test_the_brokers_checkpoints_catch_a_rewrite_with_the_archives_removed(
+        clean: Path, settings: Settings, tmp_path: Path) -> None:
+    registry = keys.load_registry(settings.keys_dir)
+    broker = _broker_copy(clean, registry)
+    with wakeup_env():
+        report = verify(clean, settings, broker_checkpoints=broker)
+    assert report.ok, report.text()
+    path = copy_of(clean, tmp_path / "rewritten.sqlite")
+    topic = "kessai.pos.completions"
+
+    def rewrite(db: sqlite3.Connection) -> None:
+        db.execute("DELETE FROM checkpoints")
+        partition, last = db.execute("SELECT partition, MAX(offset) FROM records WHERE "
+                                     "topic = ? GROUP BY partition ORDER BY partition LIMIT 1",
+                                     (topic,)).fetchone()
+        db.execute("UPDATE records SET timestamp_ms = timestamp_ms + 1 WHERE topic = ? AND "
+                   "partition = ? AND offset = ?", (topic, partition, last))
+        rechain(db, topic, partition)
+        rewrite.where = (partition, last)  # type: ignore[attr-defined]
+
+    edit(path, rewrite)
+    partition, last = rewrite.where  # type: ignore[attr-defined]
+    alone = verify(path, settings)
+    assert ("checkpoint", topic, partition, last) not in places(alone)  # the archive alone
+    report = verify(path, settings, broker_checkpoints=broker)
+    found = places(report)
+    assert ("checkpoint", CHECKPOINTS, 0, 0) in found, report.text()
+    assert ("checkpoint", topic, partition, last) in found, report.text()
+    assert "on the broker but not in the archive" in report.text()
+
+
+def test_a_forged_record_on_the_brokers_checkpoint_topic_is_reported(
+        clean: Path, settings: Settings) -> None:
+    registry = keys.load_registry(settings.keys_dir)
+    [real] = _broker_copy(clean, registry)
+    cp = envelope.body_of(envelope.decode(_raw_checkpoint(clean)))
+    forged = envelope.seal_envelope(cp, cp.archive_id, keys.load_actor(settings.keys_dir,
+                                                                       "shop-1"), FakeClock())
+    raw = envelope.encode(forged)
+    fake = inspect_record(CHECKPOINTS, 1, 0, real.timestamp_ms, cp.archive_id.encode(), raw,
+                          list(forged.headers()), registry)
+    with wakeup_env():
+        report = verify(clean, settings, broker_checkpoints=[real, fake])
+    assert places(report) == {("checkpoint", CHECKPOINTS, 1, 0)}, report.text()
+
+
+def _raw_checkpoint(path: Path) -> bytes:
+    db = sqlite3.connect(path)
+    (raw,) = db.execute("SELECT envelope FROM checkpoints ORDER BY seq LIMIT 1").fetchone()
+    db.close()
+    return bytes(raw)
+
+
+def places(report: Any) -> set[tuple[str, str, int, int]]:
+    return {(d.check, d.topic, d.partition, d.offset) for d in report.discrepancies}
