@@ -219,4 +219,6 @@ def _money(t: machine.Txn) -> Money:
 
 
 def _fmt(outputs: list[Output]) -> str:
-    return "; ".join(" ".join(str(x) for x in o) for o in outputs) or "nothing"
+    def part(x: Any) -> str:
+        return ",".join(map(str, x)) if isinstance(x, tuple) else str(x)
+    return "; ".join(" ".join(part(x) for x in o if x != "") for o in outputs) or "nothing"

@@ -61,9 +61,15 @@ async def clean(day: list[Recorded], settings: Settings,
     return path
 
 
-def test_a_recorded_day_of_every_flow_verifies_clean(clean: Path, settings: Settings) -> None:
+def test_a_recorded_day_of_every_flow_verifies_clean(clean: Path, settings: Settings,
+                                                     capsys: pytest.CaptureFixture[str]
+                                                     ) -> None:
     with wakeup_env():
         report = verify(clean, settings)
+        assert main(["audit", "verify", "--archive", str(clean), "--keys",
+                     str(settings.keys_dir), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] and out["recomputed"] == report.recomputed
     assert report.ok, report.text()
     assert report.orders >= 6
     counts = report.recomputed
