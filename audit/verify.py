@@ -11,7 +11,8 @@
    (:mod:`audit.settlement`) — for the orders begun in the time range, each with its whole
    recorded history.
 5. The other flows' decisions, recomputed the same way with each agent's own pure functions
-   (:mod:`audit.flows`): the seeds 000/001 gateway's approvals, the seed-002 gateway's
+   (:mod:`audit.flows`): the seeds 000/001 gateway's approvals and the wallets' approval
+   contents, the seed-002 gateway's
    transaction numbers, method lists and outcomes, the seed-004 selector's routing, the FI
    host's approve/decline — for the subjects begun in the time range.
 """

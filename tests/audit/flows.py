@@ -17,11 +17,20 @@ from agents.serverwallet import agent as serverwallet_agent
 from agents.wallet.request import payment_request
 from agents.wallet.store import seed_from_secrets
 from agents.wum import agent as wum_agent
-from kessai import envelope, keys
+from kessai import crypto, envelope, keys
 from kessai.clock import FakeClock
 from kessai.settings import Settings
 from kessai.worker import identities
-from schemas.relay import ForwardedPaymentRequest, PaymentInformation
+from protocols.sealed import wallet_password_context
+from schemas.relay import (
+    ForwardedPaymentRequest,
+    PaymentInformation,
+    WalletConditions,
+    WalletContents,
+    WalletFinalApproval,
+    WalletLogin,
+    WalletPaymentInformation,
+)
 from schemas.selector import Preselection
 from schemas.v1 import LineItem, OrderContent, PurchaseCommand
 from schemas.wakeup import DeviceCommand, PosSale, SaleItem
@@ -79,6 +88,41 @@ async def gateway_day(settings: Settings) -> RecordingBus:
         await bus.send("kessai.gateway.payment-requests",
                        ForwardedPaymentRequest(txn, original), txn, forwarder)
         await bus.drain()
+    await bus.stop()
+    return bus
+
+
+async def setwallet_day(settings: Settings) -> RecordingBus:
+    """Seeds 000/001 end to end between the relay and the wallet: the relay hands the shop's
+    payment information to wallet-a, alice logs in, agrees the conditions and approves; the
+    wallet's payment request goes through the shop to the gateway and the issuer, and the
+    approval back through the shop to the wallet — one approved, one over alice's limit."""
+    bus = RecordingBus(settings)
+    for agent in ("wallet", "shop", "gateway", "issuer"):
+        bus.add_module(agent, agent_module(agent))
+    await bus.start()
+    shop = keys.load_actor(settings.keys_dir, "shop-1")
+    wallet_public = bus.registry.sealing["wallet-a"][1]
+    big = OrderContent([LineItem("XXXX", "Peanut butter", 500_000_000, 1)], "JPY", 0,
+                       500_000_000)
+
+    async def relay(msg: Any) -> WalletContents:
+        bus.clock.advance(5)  # type: ignore[attr-defined]
+        await bus.send("kessai.wallet.inbox", msg, msg.txn_id, "relay")
+        await bus.drain()
+        return bus.messages("kessai.relay.wallet-contents", WalletContents)[-1]
+
+    for txn, content in (("sw-ok", CONTENT), ("sw-limit", big)):
+        pi = PaymentInformation(txn, "shop-1", f"o-{txn}", content, content.amount,
+                                ["wallet-a"])
+        pi_env = envelope.encode(envelope.seal_envelope(pi, txn, shop, bus.clock))
+        login = await relay(WalletPaymentInformation("wallet-a", txn, pi_env))
+        cookie = login.set_cookie.split(";")[0].removeprefix("session_id=")
+        password = crypto.seal(wallet_public, b"alice-wallet-pw", wallet_password_context(txn))
+        assert (await relay(WalletLogin("wallet-a", txn, cookie, "alice", password))).kind \
+            == "conditions"
+        await relay(WalletConditions("wallet-a", txn, cookie, "visa", "lump-sum"))
+        await relay(WalletFinalApproval("wallet-a", txn, cookie))
     await bus.stop()
     return bus
 
@@ -173,4 +217,4 @@ def merged(*days: Iterable[Recorded]) -> list[Recorded]:
     return out
 
 
-__all__ = ["FakeClock", "gateway_day", "merged", "selector_day", "wakeup_day", "wakeup_env"]
+__all__ = ["FakeClock", "gateway_day", "merged", "selector_day", "setwallet_day", "wakeup_day", "wakeup_env"]

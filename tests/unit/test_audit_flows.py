@@ -26,7 +26,14 @@ from kessai.cli import main
 from kessai.clock import FakeClock
 from kessai.replay import ReplayRecord, inspect_record
 from kessai.settings import Settings
-from tests.audit.flows import gateway_day, merged, selector_day, wakeup_day, wakeup_env
+from tests.audit.flows import (
+    gateway_day,
+    merged,
+    selector_day,
+    setwallet_day,
+    wakeup_day,
+    wakeup_env,
+)
 from tests.audit.recorded import (
     Recorded,
     copy_of,
@@ -48,7 +55,7 @@ def settings(keys_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Settin
 @pytest.fixture(scope="module")
 async def day(settings: Settings) -> list[Recorded]:
     days = [(await mixed_day(settings, rounds=1)).recorded]
-    for make in (gateway_day, wakeup_day, selector_day):
+    for make in (gateway_day, setwallet_day, wakeup_day, selector_day):
         days.append((await make(settings)).recorded)
     return merged(*days)
 
@@ -73,7 +80,7 @@ def test_a_recorded_day_of_every_flow_verifies_clean(clean: Path, settings: Sett
     assert report.ok, report.text()
     assert report.orders >= 6
     counts = report.recomputed
-    assert counts["gateway"] >= 4 and counts["selector"] >= 3 and counts["issuer"] >= 8
+    assert counts["gateway"] >= 6 and counts["wallet"] >= 2 and counts["selector"] >= 3 and counts["issuer"] >= 8
     assert counts["payment gateway (seed 002)"] >= 10, counts
 
 
@@ -110,6 +117,8 @@ CASES = [
     ("gateway authorization amount", "kessai.authorizations", _attr(join_key="gw/t-ok-1"),
      lambda m: replace(m, amount=replace(m.amount, minor=m.amount.minor * 10)),
      "recomputed 1155 JPY"),
+    ("wallet contents", "kessai.relay.wallet-contents", _attr(txn_id="sw-limit", kind="declined"),
+     lambda m: replace(m, kind="approval"), "recomputed declined"),
     ("seed-002 method filtering", "kessai.device.sessions", _attr(TYPE="payment-methods"),
      lambda m: replace(m, methods=["L", "I", "B", "pB", "R"]), "methods"),
     ("seed-002 credit outcome", "kessai.pos.completions", _attr(sale_ref="s-limit"),
@@ -167,12 +176,25 @@ def _decline_all(original: Callable[..., Any]) -> Callable[..., Any]:
     return examine
 
 
+def _refuse_declines(original: Callable[..., Any]) -> Callable[..., Any]:
+    def approval_response(*a: Any) -> Any:
+        from agents.wallet.checks import Refused
+
+        response = original(*a)
+        if not response.approved:
+            raise Refused("a build that ignores declines")
+        return response
+    return approval_response
+
+
 # (agent, module, function, the build's change, words the diff must say)
 BUILDS = [
     ("issuer", "agents.issuer.rules", "decide", _decline_big, "declined (over_limit)"),
     ("paygate", "agents.paygate.txn", "methods_for", lambda _: lambda *a: ("L",), "methods"),
     ("selector", "agents.selector.routing", "decide", _never_preselected, "NO_PRESELECTION"),
     ("gateway", "agents.gateway.checks", "examine", _decline_all, "certificate_rejected"),
+    ("wallet", "agents.wallet.checks", "approval_response", _refuse_declines,
+     "recorded declined contents, recomputed nothing"),
 ]
 
 
