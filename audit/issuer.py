@@ -7,7 +7,8 @@ gateway for ``gw/…`` keys; keyed by its join key) and every seed-002 credit re
 issuer's own rule :func:`agents.issuer.rules.decide`, with the accounts of the issuer's key
 file and, per account, the sum of the amounts approved before it — the ledger's state,
 rebuilt from the record. One decision per join key (a repeat gets the stored one, R23).
-Each answer the issuer recorded must say the same: approved or declined, and the reason. The
+The ledger is rebuilt in the order the issuer answered (the order it decided in). Each answer
+the issuer recorded must say the same: approved or declined, and the reason. The
 auth code is not compared: it is derived from the issuer's clock at the moment it decided,
 which the record does not hold. Embodiment 2's encrypted cards are not recomputed.
 """
@@ -56,6 +57,7 @@ class IssuerAudit:
         self.used: dict[str, int] = {}  # pan → approved amounts so far
         self.asked: dict[str, Asked] = {}
         self.answers: list[tuple[str, bool, str, Where]] = []  # matched at the end
+        self.requests: dict[str, tuple[tuple[str, str] | None, Money, Where]] = {}
         self.decisions = 0
 
     def feed(self, r: ReplayRecord) -> None:
@@ -90,22 +92,35 @@ class IssuerAudit:
 
     def _decide(self, join_key: str, card: tuple[str, str] | None, amount: Money,
                 r: ReplayRecord) -> None:
-        if join_key in self.asked:
-            return  # decided once per join key
-        pan, expiry = card if card is not None else (None, None)
-        account = self.accounts.get(pan) if pan is not None else None
-        used = self.used.get(pan, 0) if account is not None and pan is not None else 0
-        decision = rules.decide(account, pan, expiry, amount, used, r.timestamp_ms,
-                                join_key=join_key)
-        if decision.approved and pan is not None:
-            self.used[pan] = used + amount.minor
-        self.asked[join_key] = Asked(Where.of(r), decision)
-        self.decisions += 1
+        # Decided later, in the order the issuer answered (see ``_replay``).
+        self.requests.setdefault(join_key, (card, amount, Where.of(r)))
 
     def _answer(self, join_key: str, approved: bool, reason: str, r: ReplayRecord) -> None:
         self.answers.append((join_key, approved, reason, Where.of(r)))
 
+    def _replay(self) -> None:
+        """The ledger rebuilt in the order the issuer decided — the order of its first answer
+        per join key (it consumes several partitions, so not always the requests' order; near
+        an account's limit the order decides) — then the requests never answered."""
+        first: dict[str, int] = {}
+        for i, (k, _, _, _) in enumerate(self.answers):
+            first.setdefault(k, i)
+        pending = sorted(self.requests, key=lambda k: (k not in first, first.get(k, 0),
+                                                       self.requests[k][2].timestamp_ms))
+        for k in pending:
+            card, amount, where = self.requests.pop(k)
+            pan, expiry = card if card is not None else (None, None)
+            account = self.accounts.get(pan) if pan is not None else None
+            used = self.used.get(pan, 0) if account is not None and pan is not None else 0
+            decision = rules.decide(account, pan, expiry, amount, used, where.timestamp_ms,
+                                    join_key=k)
+            if decision.approved and pan is not None:
+                self.used[pan] = used + amount.minor
+            self.asked[k] = Asked(where, decision)
+            self.decisions += 1
+
     def findings(self) -> list[Finding]:
+        self._replay()
         out = []
         for k, approved, reason, w in self.answers:
             asked = self.asked.get(k)

@@ -296,3 +296,43 @@ def _raw_checkpoint(path: Path) -> bytes:
 
 def places(report: Any) -> set[tuple[str, str, int, int]]:
     return {(d.check, d.topic, d.partition, d.offset) for d in report.discrepancies}
+
+
+def test_the_ledger_is_rebuilt_in_the_order_the_issuer_answered(settings: Settings) -> None:
+    """Two authorizations of bob's card (limit 2,000 JPY), 1,500 each: the issuer, reading
+    two partitions, took the later request first. Rebuilt in request order, the audit would
+    approve the first and call its recorded decline wrong; in answer order it agrees."""
+    from agents.issuer.rules import Account
+    from audit.issuer import IssuerAudit
+    from kessai import authenticators, crypto
+    from kessai.money import Money
+    from schemas.v1 import Authorization, AuthorizationResult
+
+    registry = keys.load_registry(settings.keys_dir)
+    issuer = keys.load_actor(settings.keys_dir, "issuer")
+    settlement = keys.load_actor(settings.keys_dir, "settlement")
+    bob = Account("5555555555554444", "2030-06", 2_000, "JPY")
+
+    def rec(topic: str, partition: int, ts: int, msg: Any, actor: Any, key: str) -> ReplayRecord:
+        env = envelope.seal_envelope(msg, key, actor, FakeClock(ts))
+        return inspect_record(topic, partition, 0, ts, key.encode(), envelope.encode(env),
+                              list(env.headers()), registry)
+
+    def ask(key: str, partition: int, ts: int) -> ReplayRecord:
+        sealed = crypto.seal(registry.sealing["issuer"][1],
+                             authenticators.pack_account(bob.pan, bob.expiry),
+                             authenticators.issuer_account_context(key))
+        return rec("kessai.authorizations", partition, ts,
+                   Authorization(key, Money(1_500, "JPY"), "payee:shop-1", sealed),
+                   settlement, key)
+
+    def answer(key: str, ts: int, approved: bool) -> ReplayRecord:
+        return rec("kessai.authorization-results", 0, ts, AuthorizationResult(
+            key, approved, "approved" if approved else "over_limit",
+            "A1" if approved else ""), issuer, key)
+
+    audit = IssuerAudit([bob], issuer.seal_private or b"")
+    for r in (ask("shop-1/o-1", 0, 1_000), ask("shop-1/o-2", 1, 1_001),
+              answer("shop-1/o-2", 1_005, True), answer("shop-1/o-1", 1_006, False)):
+        audit.feed(r)
+    assert audit.findings() == [] and audit.decisions == 2
