@@ -31,7 +31,7 @@ from schemas.relay import (
     WalletLogin,
     WalletPaymentInformation,
 )
-from schemas.selector import Preselection
+from schemas.selector import Preselection, Prompt, PromptReply
 from schemas.v1 import LineItem, OrderContent, PurchaseCommand
 from schemas.wakeup import DeviceCommand, PosSale, SaleItem
 from sim import selector_world
@@ -192,6 +192,39 @@ async def selector_day(settings: Settings) -> RecordingBus:
             scenario={"result_mode": "DIRECT_BOTH"}), "carol", "operator")
         await bus.drain()
     await bus.elapse(2_000)
+    await bus.stop()
+    return bus
+
+
+async def selector_mode_day(settings: Settings, mode: str) -> RecordingBus:
+    """Seed 004 in ``mode`` (carol's configuration of ``sim.selector_world``, a 10 s prompt):
+    wake-ups naming mastercard, diners and visa; in ``ask`` mode the user picks a module for
+    the first, cancels the second and lets the third time out."""
+    clients = selector_world.client(mode, prompt_timeout_ms=10_000)
+    bus = RecordingBus(settings)
+    for name in ("shop", "settlement", "issuer"):
+        bus.add_module(name, agent_module(name))
+    bus.add("selector", lambda ctx: selector_agent.register(ctx, clients, serve_console=False),
+            ["selector"])
+    bus.add("wum", lambda ctx: wum_agent.register(ctx, selector_world.modules()),
+            identities(wum_agent, bus.registry.signing))
+    bus.add("serverwallet", lambda ctx: serverwallet_agent.register(
+        ctx, holdings=dict(selector_world.HOLDINGS), modules=selector_world.PAIRED,
+        masters={}, direct=frozenset()), identities(serverwallet_agent, bus.registry.signing))
+    await bus.start()
+    await bus.drain()
+    for session, brand in (("m-1", "mastercard"), ("m-2", "diners"), ("m-3", "visa")):
+        bus.clock.advance(5)  # type: ignore[attr-defined]
+        await selector_world.buy(bus, session, brands=[brand])
+    prompts = bus.messages("kessai.selector.prompts", Prompt)
+    if mode == "ask":
+        for prompt, reply in zip(prompts, ({"choice": "wum-carol-b"}, {"cancel": True}),
+                                 strict=False):
+            bus.clock.advance(5)  # type: ignore[attr-defined]
+            await bus.send("kessai.selector.replies",
+                           PromptReply(prompt.wakeup_id, "carol", **reply), "carol", "operator")
+            await bus.drain()
+    await bus.elapse(12_000)
     await bus.stop()
     return bus
 

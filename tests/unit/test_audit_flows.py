@@ -30,6 +30,7 @@ from tests.audit.flows import (
     gateway_day,
     merged,
     selector_day,
+    selector_mode_day,
     setwallet_day,
     wakeup_day,
     wakeup_env,
@@ -336,3 +337,32 @@ def test_the_ledger_is_rebuilt_in_the_order_the_issuer_answered(settings: Settin
               answer("shop-1/o-2", 1_005, True), answer("shop-1/o-1", 1_006, False)):
         audit.feed(r)
     assert audit.findings() == [] and audit.decisions == 2
+
+
+@pytest.mark.parametrize("mode", ["ask", "brand-selector", "brand-module", "brand-live"])
+async def test_the_selectors_routing_is_recomputed_in_every_mode(mode: str,
+                                                                 settings: Settings) -> None:
+    """Modes the key set's client does not use (it pre-selects): carol's configuration of the
+    selector tests, given to the audit as the selector was given it."""
+    from audit.selector import SelectorAudit
+    from sim import selector_world
+
+    bus = await selector_mode_day(settings, mode)
+    registry = keys.load_registry(settings.keys_dir)
+
+    def audited(records: list[Recorded]) -> SelectorAudit:
+        audit = SelectorAudit(selector_world.client(mode, prompt_timeout_ms=10_000))
+        for r in records:
+            audit.feed(inspect_record(r.topic, r.partition, r.offset, r.timestamp_ms, r.key,
+                                      r.value, list(r.headers), registry))
+        return audit
+
+    clean = audited(bus.recorded)
+    assert clean.findings() == [] and clean.decisions >= 3, clean.findings()
+    events = [_body(r) for r in bus.recorded if r.topic == "kessai.selector.routing-events"]
+    assert {e.mode for e in events if e.decided_by == "selector"} == {mode}
+    records, forged = _resigned(bus.recorded, settings.keys_dir,
+                                "kessai.selector.routing-events", _attr(decided_by="selector"),
+                                lambda m: replace(m, reason=m.reason + "!"))
+    [finding] = audited(records).findings()
+    assert (finding.where.topic, finding.where.offset) == (forged.topic, forged.offset)
