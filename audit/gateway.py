@@ -109,6 +109,7 @@ class GatewayAudit:
                 elif isinstance(m, AuthorizationResult) and txn.answer is None \
                         and isinstance(txn.verdict, Accepted) and sender == txn.verdict.host:
                     txn.answer = m
+        self.outputs = {}
         for txn_id, txn in self.txns.items():
             out += [Finding(w, txn.began.timestamp_ms, f"txn {txn_id}: {d}")
                     for w, d in _differences(txn)]
@@ -131,9 +132,8 @@ def _differences(txn: GatewayTxn) -> list[tuple[Where, str]]:
            for a, w in txn.authorizations if (a.amount, a.payee) != (amount, payee)]
     for m, w in txn.approvals:
         if txn.answer is None:
-            if m.approved or m.reason not in ("", "timeout"):
-                out.append((w, f"recorded {_said(m)}, but the settlement host's answer is "
-                               "not in the record"))
+            out.append((w, f"recorded {_said(m)}, but the settlement host's answer is not "
+                           "in the record"))
             continue
         a = txn.answer
         if (m.approved, m.reason, m.auth_code, m.amount) != (a.approved, a.reason,
