@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from agents.issuer.rules import Account
-from audit import gateway, issuer, paygate, selector, wallet
+from audit import gateway, issuer, paygate, relay, selector, wallet
 from audit.decisions import FlowAudit
 from kessai import keys
 from kessai.errors import KessaiError
@@ -14,8 +14,8 @@ from kessai.keys import Registry
 from kessai.settings import Settings
 
 #: Topics whose whole history every audit reads, whatever the time range.
-TOPICS = tuple(dict.fromkeys(gateway.TOPICS + wallet.TOPICS + paygate.TOPICS + selector.TOPICS
-                             + issuer.TOPICS))
+TOPICS = tuple(dict.fromkeys(gateway.TOPICS + wallet.TOPICS + relay.TOPICS + paygate.TOPICS
+                             + selector.TOPICS + issuer.TOPICS))
 
 
 def _gateway(settings: Settings, registry: Registry) -> FlowAudit:
@@ -27,6 +27,10 @@ def _gateway(settings: Settings, registry: Registry) -> FlowAudit:
 
 def _wallet(settings: Settings, registry: Registry) -> FlowAudit:
     return wallet.WalletAudit(registry)
+
+
+def _relay(settings: Settings, registry: Registry) -> FlowAudit:
+    return relay.RelayAudit()
 
 
 def _paygate(settings: Settings, registry: Registry) -> FlowAudit:
@@ -51,8 +55,8 @@ def _issuer(settings: Settings, registry: Registry) -> FlowAudit:
 
 #: Agent name (as ``kessai worker`` and ``kessai audit shadow`` take it) → its flow audit.
 BUILDERS: dict[str, Callable[[Settings, Registry], FlowAudit]] = {
-    "gateway": _gateway, "wallet": _wallet, "paygate": _paygate, "selector": _selector,
-    "issuer": _issuer}
+    "gateway": _gateway, "wallet": _wallet, "relay": _relay, "paygate": _paygate,
+    "selector": _selector, "issuer": _issuer}
 
 
 def flow_audit(agent: str, settings: Settings, registry: Registry) -> FlowAudit | None:

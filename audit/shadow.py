@@ -5,7 +5,7 @@ For ``settlement``: the recorded inputs of every order go through this build's j
 (:mod:`audit.settlement`); what it would have sent — results (recipient, outcome) and
 authorization requests — is compared, per order, with what the recorded run sent.
 
-For ``gateway``, ``wallet``, ``paygate``, ``selector`` and ``issuer``: the same replay
+For ``gateway``, ``wallet``, ``relay``, ``paygate``, ``selector`` and ``issuer``: the same replay
 ``audit verify`` makes of their decisions (:mod:`audit.flows`), with this build's decision
 functions; each recorded output this build would not send (or send otherwise) is a
 ``shadow`` diff.

@@ -12,7 +12,7 @@
    recorded history.
 5. The other flows' decisions, recomputed the same way with each agent's own pure functions
    (:mod:`audit.flows`): the seeds 000/001 gateway's approvals and the wallets' approval
-   contents, the seed-002 gateway's
+   contents and the relay's last page, the seed-002 gateway's
    transaction numbers, method lists and outcomes, the seed-004 selector's routing, the FI
    host's approve/decline — for the subjects begun in the time range.
 """

@@ -168,8 +168,8 @@ def parser() -> argparse.ArgumentParser:
                          "each discrepancy")
     ash = asub.add_parser("shadow", help="re-run an agent's decisions over the recorded "
                           "slice and diff its outputs against the recorded ones")
-    ash.add_argument("agent", choices=["settlement", "gateway", "wallet", "paygate", "selector",
-                                       "issuer"])
+    ash.add_argument("agent", choices=["settlement", "gateway", "wallet", "relay", "paygate",
+                                       "selector", "issuer"])
     for audit_parser in (av, ash):
         _common(audit_parser)
         _audit_arguments(audit_parser)

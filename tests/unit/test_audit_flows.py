@@ -58,7 +58,22 @@ async def day(settings: Settings) -> list[Recorded]:
     days = [(await mixed_day(settings, rounds=1)).recorded]
     for make in (gateway_day, setwallet_day, wakeup_day, selector_day):
         days.append((await make(settings)).recorded)
-    return merged(*days)
+    return merged(*days, _relay_pages(settings))
+
+
+def _relay_pages(settings: Settings) -> list[Recorded]:
+    """The last page the relay served each set-wallet terminal (its HTTP side is not run
+    here): what the wallet's contents said, as the relay records it."""
+    from schemas.relay import TerminalTraffic
+
+    relay = keys.load_actor(settings.keys_dir, "relay")
+    out = []
+    for i, (txn, kind) in enumerate((("sw-ok", "approval"), ("sw-limit", "declined"))):
+        page = TerminalTraffic(f"rs-{i}", "page", "/inquire", kind, "i-mode", txn, 800)
+        env = envelope.seal_envelope(page, f"rs-{i}", relay, FakeClock())
+        out.append(Recorded("kessai.relay.terminal-traffic", 0, i, 1_700_000_000_000 + i,
+                            f"rs-{i}".encode(), tuple(env.headers()), envelope.encode(env)))
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +96,7 @@ def test_a_recorded_day_of_every_flow_verifies_clean(clean: Path, settings: Sett
     assert report.ok, report.text()
     assert report.orders >= 6
     counts = report.recomputed
-    assert counts["gateway"] >= 6 and counts["wallet"] >= 2 and counts["selector"] >= 3 and counts["issuer"] >= 8
+    assert counts["gateway"] >= 6 and counts["wallet"] >= 2 and counts["relay"] == 2 and counts["selector"] >= 3 and counts["issuer"] >= 8
     assert counts["payment gateway (seed 002)"] >= 10, counts
 
 
@@ -120,6 +135,8 @@ CASES = [
      "recomputed 1155 JPY"),
     ("wallet contents", "kessai.relay.wallet-contents", _attr(txn_id="sw-limit", kind="declined"),
      lambda m: replace(m, kind="approval"), "recomputed declined"),
+    ("relay page", "kessai.relay.terminal-traffic", _attr(txn_id="sw-limit"),
+     lambda m: replace(m, kind="approval"), "the wallet's contents said declined"),
     ("seed-002 method filtering", "kessai.device.sessions", _attr(TYPE="payment-methods"),
      lambda m: replace(m, methods=["L", "I", "B", "pB", "R"]), "methods"),
     ("seed-002 credit outcome", "kessai.pos.completions", _attr(sale_ref="s-limit"),
@@ -196,6 +213,8 @@ BUILDS = [
     ("gateway", "agents.gateway.checks", "examine", _decline_all, "certificate_rejected"),
     ("wallet", "agents.wallet.checks", "approval_response", _refuse_declines,
      "recorded declined contents, recomputed nothing"),
+    ("relay", "agents.relay.flow", "on_wallet_contents", lambda _: lambda *a: None,
+     "no wallet sent approval or declined contents"),
 ]
 
 
