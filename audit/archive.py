@@ -41,6 +41,11 @@ class ArchiveReader:
                                  "ORDER BY timestamp_ms, topic, partition, offset", args):
             yield _row(r)
 
+    def archive_id(self) -> str | None:
+        """The id the archiver signs its checkpoints with (None: never set)."""
+        row = self.db.execute("SELECT value FROM meta WHERE name = 'archive_id'").fetchone()
+        return None if row is None else str(row[0])
+
     def checkpoints(self) -> list[tuple[int, bytes]]:
         return [(int(seq), bytes(raw)) for seq, raw in
                 self.db.execute("SELECT seq, envelope FROM checkpoints ORDER BY seq")]

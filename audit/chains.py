@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from agents.archiver.chain import GENESIS, expected_hash
@@ -12,6 +12,7 @@ from kessai import envelope
 from kessai.errors import KessaiError
 from kessai.handlers import actor_kind
 from kessai.keys import Registry
+from kessai.replay import ReplayRecord
 from schemas.v1 import ChainHead, Checkpoint
 from topics.catalogue import CHECKPOINTS
 
@@ -53,6 +54,36 @@ def load_checkpoints(reader: ArchiveReader, registry: Registry, report: Report
                        f"two different checkpoints numbered {msg.seq}")
         seen[(msg.archive_id, msg.seq)] = msg
     return [seen[k] for k in sorted(seen, key=lambda k: k[1])]
+
+
+def add_broker_checkpoints(checkpoints: list[Checkpoint], broker: Sequence[ReplayRecord],
+                           archive_id: str | None, report: Report) -> list[Checkpoint]:
+    """The archive's checkpoints together with those read from the broker's checkpoint topic
+    (where a rewrite of the archive cannot reach them). A checkpoint on the broker that the
+    archive does not hold — removed from its table and from the archived topic — or holds
+    otherwise is reported; either way the broker's heads are checked against the rows."""
+    have = {(cp.archive_id, cp.seq): cp for cp in checkpoints}
+    for r in broker:
+        cp = r.message
+        if not r.signature_valid or r.error or actor_kind(r.sender or "") != "archiver" \
+                or not isinstance(cp, Checkpoint):
+            report.add("checkpoint", r.topic, r.partition, r.offset,
+                       f"on the broker: a {r.type} from {r.sender} that is not an archiver's "
+                       f"signed checkpoint{': ' + r.error if r.error else ''}")
+            continue
+        known = have.get((cp.archive_id, cp.seq))
+        if known is None:
+            whose = "" if archive_id in (None, cp.archive_id) else \
+                f"; this archive's id is {archive_id} (another archiver's log, or the id changed)"
+            report.add("checkpoint", r.topic, r.partition, r.offset,
+                       f"checkpoint {cp.seq} of archive {cp.archive_id} is on the broker but "
+                       f"not in the archive (its checkpoints removed){whose}")
+            have[(cp.archive_id, cp.seq)] = cp
+        elif known != cp:
+            report.add("checkpoint", r.topic, r.partition, r.offset,
+                       f"checkpoint {cp.seq} on the broker differs from the archive's")
+    report.notes.append(f"{len(broker)} checkpoints read from the broker's {CHECKPOINTS}")
+    return sorted(have.values(), key=lambda cp: cp.seq)
 
 
 def check_chains(reader: ArchiveReader, checkpoints: list[Checkpoint], report: Report,

@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from audit.archive import ArchiveReader, newest_archive
 from audit.findings import Report
 from audit.verify import Window, parse_time, verify
+from kessai.replay import ReplayRecord
 from kessai.settings import Settings
 
 
@@ -52,11 +53,28 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
     reader = ArchiveReader(path)  # a clear error before the bar appears
     total = 2 * reader.count()
     reader.close()
+    broker = broker_checkpoints(settings) if getattr(args, "bootstrap", None) else None
     with _progress(not args.json and sys.stderr.isatty()) as bar:
         task = bar.add_task("verify", total=total)
-        report = verify(path, settings, window, tick=lambda n: bar.advance(task, n))
+        report = verify(path, settings, window, tick=lambda n: bar.advance(task, n),
+                        broker_checkpoints=broker)
     _print(report, args.json)
     return 0 if report.ok else 1
+
+
+def broker_checkpoints(settings: Settings) -> list[ReplayRecord]:
+    """Every record of the broker's checkpoint topic (``--bootstrap`` given on the command
+    line: the broker is usually gone when an archive is audited, so the environment's
+    ``KESSAI_BOOTSTRAP`` alone does not ask it)."""
+    import asyncio
+
+    from kessai.replay import read_range
+    from topics.catalogue import CHECKPOINTS
+
+    async def read() -> list[ReplayRecord]:
+        return [r async for r in read_range(settings, [CHECKPOINTS])]
+
+    return asyncio.run(read())
 
 
 def run_shadow(args: argparse.Namespace, settings: Settings) -> int:

@@ -35,6 +35,7 @@ class Report:
     seconds: float = 0.0
     discrepancies: list[Discrepancy] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    recomputed: dict[str, int] = field(default_factory=dict)  # other flows: decisions each
     shadow_of: str = ""  # set for `kessai audit shadow AGENT`
 
     @property
@@ -48,18 +49,24 @@ class Report:
         return {"ok": self.ok, "archive": self.archive, "records": self.records,
                 "checked": self.checked, "partitions": self.partitions,
                 "checkpoints": self.checkpoints, "orders": self.orders,
+                "recomputed": self.recomputed,
                 "seconds": round(self.seconds, 3),
                 "discrepancies": [asdict(d) for d in self.discrepancies], "notes": self.notes}
 
     def text(self) -> str:
         if self.shadow_of:
+            compared = f"{self.orders} orders" if self.shadow_of == "settlement" else \
+                f"{sum(self.recomputed.values())} decisions"
             lines = [f"shadow {self.shadow_of} over {self.archive}: {self.checked} records "
-                     f"in the range, {self.orders} orders compared ({self.seconds:.1f} s)"]
+                     f"in the range, {compared} compared ({self.seconds:.1f} s)"]
         else:
             lines = [f"archive {self.archive}: {self.records} records in {self.partitions} "
                      f"partitions, {self.checkpoints} signed checkpoints; {self.checked} "
                      f"records checked, {self.orders} settlement outcomes recomputed "
                      f"({self.seconds:.1f} s)"]
+            if self.recomputed:
+                lines.append("decisions recomputed: " + ", ".join(
+                    f"{name} {n}" for name, n in self.recomputed.items()))
         lines += [f"note: {n}" for n in self.notes]
         if self.ok:
             lines.append("OK: no discrepancy")

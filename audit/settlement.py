@@ -123,7 +123,7 @@ class SettlementAudit:
             self._step(k, order, join.on_first(order.state, k, r.partition, first,
                                                join.body_digest(first), now, self.policy))
         elif r.topic == SECOND and isinstance(msg, SecondRequest) \
-                and kind in ("terminal", "relay"):
+                and kind in ("terminal", "relay", "wallet"):  # wallet: seed 004
             k = authenticators.join_key(msg.shop_id, msg.order_id)
             if key != k:
                 return

@@ -4,6 +4,11 @@ outputs that were recorded (a new build checked against history before it is dep
 For ``settlement``: the recorded inputs of every order go through this build's join
 (:mod:`audit.settlement`); what it would have sent — results (recipient, outcome) and
 authorization requests — is compared, per order, with what the recorded run sent.
+
+For ``gateway``, ``wallet``, ``relay``, ``paygate``, ``selector`` and ``issuer``: the same replay
+``audit verify`` makes of their decisions (:mod:`audit.flows`), with this build's decision
+functions; each recorded output this build would not send (or send otherwise) is a
+``shadow`` diff.
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ import time
 from pathlib import Path
 
 from audit.archive import ArchiveReader
+from audit.decisions import add_findings
 from audit.findings import Report
+from audit.flows import BUILDERS, flow_audit
 from audit.settlement import RESULTS, TOPICS, SettlementAudit, policy_from
 from audit.verify import EVERYTHING, Window, load_policy, records, settlement_secrets
 from kessai import keys
@@ -22,9 +29,12 @@ from kessai.settings import Settings
 
 def shadow(agent: str, path: Path, settings: Settings, window: Window = EVERYTHING) -> Report:
     """Diff ``agent``'s recomputed outputs against the recorded ones, per order."""
-    if agent != "settlement":
-        raise ConfigError(f"no shadow run for {agent!r} yet; choose: settlement")
+    agents = ("settlement", *BUILDERS)
+    if agent not in agents:
+        raise ConfigError(f"no shadow run for {agent!r}; choose: {', '.join(agents)}")
     registry = keys.load_registry(settings.keys_dir)
+    if agent != "settlement":
+        return _shadow_flow(agent, path, settings, registry, window)
     secrets = settlement_secrets(settings)
     if secrets is None:
         raise ConfigError(f"the key set in {settings.keys_dir} holds no settlement key file; "
@@ -66,3 +76,26 @@ def _fmt(outputs: dict[tuple[str, str, str], int]) -> str:
         what = f"{outcome} to the {recipient}" if topic == RESULTS else "an FI authorization"
         parts.append(what + (f" ×{n}" if n > 1 else ""))
     return ", ".join(parts)
+
+
+def _shadow_flow(agent: str, path: Path, settings: Settings, registry: keys.Registry,
+                 window: Window) -> Report:
+    flow = flow_audit(agent, settings, registry)
+    if flow is None:
+        raise ConfigError(f"the key set in {settings.keys_dir} lacks what the {agent}'s "
+                          "decisions need (its key file, sealing key or tables)")
+    started = time.monotonic()
+    reader = ArchiveReader(path)
+    report = Report(str(path), shadow_of=agent)
+    try:
+        report.records = reader.count()
+        for _, r in records(reader, registry, flow.topics):
+            assert r is not None
+            flow.feed(r)
+            report.checked += window.holds(r.timestamp_ms)
+    finally:
+        reader.close()
+    add_findings(report, flow, "shadow", window.holds)
+    report.recomputed[flow.name] = flow.decisions
+    report.seconds = time.monotonic() - started
+    return report

@@ -10,12 +10,17 @@
    exactly one terminal outcome per order, at most one approved charge per order
    (:mod:`audit.settlement`) — for the orders begun in the time range, each with its whole
    recorded history.
+5. The other flows' decisions, recomputed the same way with each agent's own pure functions
+   (:mod:`audit.flows`): the seeds 000/001 gateway's approvals and the wallets' approval
+   contents and the relay's last page, the seed-002 gateway's
+   transaction numbers, method lists and outcomes, the seed-004 selector's routing, the FI
+   host's approve/decline — for the subjects begun in the time range.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +28,11 @@ from agents.archiver.chain import Row, unpack_headers
 from agents.settlement.userauth import SettlementSecrets
 from audit import cards
 from audit.archive import ArchiveReader
-from audit.chains import check_chains, load_checkpoints
+from audit.chains import add_broker_checkpoints, check_chains, load_checkpoints
+from audit.decisions import FlowAudit, add_findings
 from audit.findings import Report
+from audit.flows import TOPICS as FLOW_TOPICS
+from audit.flows import flow_audits
 from audit.settlement import (
     ACKS,
     AUTH_RESULTS,
@@ -47,6 +55,8 @@ from schemas.v1 import Checkpoint, DeadLetter
 from topics.catalogue import CATALOGUE
 
 DEAD_LETTERS = "kessai.dead-letters"
+# Decoded whatever the time range: a decision begun in the range needs its whole history.
+WHOLE_HISTORY = frozenset(SETTLEMENT_TOPICS) | frozenset(FLOW_TOPICS)
 Tick = Callable[[int], None]
 
 
@@ -78,7 +88,7 @@ def records(reader: ArchiveReader, registry: Registry, topics: tuple[str, ...] |
     signature-checked (None outside ``window``: not decoded at all)."""
     for row in _causal(reader.rows_by_time(topics)):
         if window is not None and not window.holds(row.timestamp_ms) \
-                and row.topic not in SETTLEMENT_TOPICS:
+                and row.topic not in WHOLE_HISTORY:
             yield row, None
             continue
         yield row, inspect_record(row.topic, row.partition, row.offset, row.timestamp_ms,
@@ -87,8 +97,15 @@ def records(reader: ArchiveReader, registry: Registry, topics: tuple[str, ...] |
 
 # Within one millisecond, records are taken in the order the settlement flow makes them (a
 # request before the FI answer it led to, before the result), not by topic name.
-_RANK = {t: i for i, t in enumerate((FIRST, SECOND, ACKS, AUTHORIZATIONS, AUTH_RESULTS, TIMERS,
-                                     RESULTS))}
+# The other flows' inputs likewise: a POS request before the phone's session messages before
+# the credit answer; a pre-selection or brand info before the wake-up it routes. (Outputs are
+# matched to their inputs once everything is read, so their place does not matter.)
+_RANK = {t: i for i, t in enumerate((
+    "kessai.gateway.payment-requests", FIRST, SECOND, ACKS, AUTHORIZATIONS, AUTH_RESULTS,
+    TIMERS, RESULTS, "kessai.paygate.txn-requests", "kessai.paygate.sessions",
+    "kessai.credit.requests", "kessai.credit.responses", "kessai.paygate.timers",
+    "kessai.selector.preselections", "kessai.wallet.brand-info", "kessai.wakeups.selector",
+    "kessai.wallet.brand-answers", "kessai.selector.replies", "kessai.selector.timers"))}
 
 
 def _causal(rows: Iterable[Row]) -> Iterator[Row]:
@@ -113,9 +130,12 @@ def _headers(raw: bytes) -> list[tuple[str, bytes]]:
 
 
 def verify(path: Path, settings: Settings, window: Window = EVERYTHING,
-           tick: Tick | None = None, known_pans: Iterable[str] = ()) -> Report:
+           tick: Tick | None = None, known_pans: Iterable[str] = (),
+           broker_checkpoints: Sequence[ReplayRecord] | None = None) -> Report:
     """Audit the archive at ``path``; ``tick(n)`` is told as rows are checked (each row is
-    read twice: once for its chain, once for its content)."""
+    read twice: once for its chain, once for its content). ``broker_checkpoints``: the
+    records of the broker's checkpoint topic (``kessai audit verify --bootstrap``), checked
+    against the archive's and used with them."""
     started = time.monotonic()
     registry = keys.load_registry(settings.keys_dir)
     reader = ArchiveReader(path)
@@ -123,6 +143,9 @@ def verify(path: Path, settings: Settings, window: Window = EVERYTHING,
     try:
         report.records = reader.count()
         checkpoints = load_checkpoints(reader, registry, report)
+        if broker_checkpoints is not None:
+            checkpoints = add_broker_checkpoints(checkpoints, broker_checkpoints,
+                                                 reader.archive_id(), report)
         report.checkpoints = len(checkpoints)
         check_chains(reader, checkpoints, report, tick)
         policy = _policy(checkpoints, settings, report)
@@ -131,10 +154,15 @@ def verify(path: Path, settings: Settings, window: Window = EVERYTHING,
         if secrets is None:
             report.notes.append("the key set holds no settlement key file: settlement "
                                 "outcomes are not recomputed")
+        flows, notes = flow_audits(settings, registry)
+        report.notes += notes
         _check_records(reader, registry, window, report, settlement if secrets else None,
-                       tick, tuple(known_pans))
+                       tick, tuple(known_pans), flows)
         if secrets is not None:
             settlement.report(report, window.holds)
+        for flow in flows:
+            add_findings(report, flow, "decision", window.holds)
+            report.recomputed[flow.name] = flow.decisions
     finally:
         reader.close()
     report.seconds = time.monotonic() - started
@@ -168,7 +196,7 @@ def _rejected(reader: ArchiveReader, registry: Registry) -> set[tuple[str, int, 
 
 def _check_records(reader: ArchiveReader, registry: Registry, window: Window, report: Report,
                    settlement: SettlementAudit | None, tick: Tick | None,
-                   known_pans: tuple[str, ...]) -> None:
+                   known_pans: tuple[str, ...], flows: list[FlowAudit] = ()) -> None:  # type: ignore[assignment]
     specs = {t.name: t for t in CATALOGUE}
     blind = {name for name, t in specs.items() if cards.CARD_BLIND_READERS & set(t.readers)}
     rejected = _rejected(reader, registry)
@@ -183,6 +211,9 @@ def _check_records(reader: ArchiveReader, registry: Registry, window: Window, re
         if settlement is not None:
             # Every order's whole history, so an order begun in the range is decided right.
             settlement.feed(r)
+        for flow in flows:
+            if r.topic in flow.topics:
+                flow.feed(r)
         if not window.holds(r.timestamp_ms):
             continue
         report.checked += 1

@@ -161,12 +161,15 @@ def parser() -> argparse.ArgumentParser:
     a = sub.add_parser("audit", help="audit the recorded history (the archiver's archive)")
     asub = a.add_subparsers(dest="audit_command", required=True, parser_class=_Parser)
     av = asub.add_parser("verify", help="check the archive: hash chains and signed "
-                         "checkpoints, signatures and producers, settlement outcomes "
-                         "recomputed, one outcome and one charge per order, no card number "
-                         "where the shop side reads; exit 1 naming each discrepancy")
+                         "checkpoints (with --bootstrap on the command line, also the broker's "
+                         "checkpoint topic), signatures and producers, settlement outcomes and "
+                         "the other flows' decisions recomputed, one outcome and one charge "
+                         "per order, no card number where the shop side reads; exit 1 naming "
+                         "each discrepancy")
     ash = asub.add_parser("shadow", help="re-run an agent's decisions over the recorded "
                           "slice and diff its outputs against the recorded ones")
-    ash.add_argument("agent", choices=["settlement"])
+    ash.add_argument("agent", choices=["settlement", "gateway", "wallet", "relay", "paygate",
+                                       "selector", "issuer"])
     for audit_parser in (av, ash):
         _common(audit_parser)
         _audit_arguments(audit_parser)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -48,8 +49,26 @@ async def test_a_recorded_run_verifies_clean_and_a_tampered_copy_does_not(
     try:
         copy = tmp_path / "archive.sqlite"
         shutil.copy(archive, copy)
+        # The broker still holds the checkpoint topic: removing the archive's checkpoints (its
+        # table and the archived topic) is reported once verify reads the broker. Checked
+        # while the archiver is stopped, so the broker holds no checkpoint newer than the copy.
+        stripped = shutil.copy(copy, tmp_path / "stripped.sqlite")
+        db = sqlite3.connect(stripped)
+        with db:
+            db.execute("DELETE FROM checkpoints")
+            db.execute("DELETE FROM records WHERE topic = 'kessai.audit.checkpoints'")
+        db.close()
+        on_broker = subprocess.run(
+            [sys.executable, "-m", "kessai.cli", "audit", "verify", "--archive", str(stripped),
+             "--keys", str(system.settings.keys_dir), "--from", str(started), "--bootstrap",
+             system.settings.bootstrap, "--json"], capture_output=True, text=True, timeout=120)
     finally:
         system.start("archiver")
+    assert on_broker.returncode == 1, on_broker.stdout + on_broker.stderr
+    found = json.loads(on_broker.stdout)["discrepancies"]
+    assert any(d["topic"] == "kessai.audit.checkpoints"
+               and "on the broker but not in the archive" in d["detail"] for d in found), found
+    assert {d["check"] for d in found} == {"checkpoint"}, found
 
     report = verify(copy, system.settings, Window(since_ms=int(started * 1000)))
     assert report.ok, report.text()
