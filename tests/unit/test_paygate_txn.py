@@ -290,3 +290,17 @@ def test_a_confirmation_of_another_session_or_out_of_its_phase_is_refused() -> N
     assert isinstance(out, Refusal) and out.reason == "out_of_sequence"
     out = txn.on_choice(choosing(), MethodChoice("00001", "1234567", "other", "R"), 1)
     assert isinstance(out, Refusal) and out.reason == "session_mismatch"
+
+
+def test_a_sale_without_tax_is_a_valid_sale() -> None:
+    step = txn.on_request(None, dataclasses.replace(REQ, tax=0, total=1000), TABLES, 0, P)
+    assert step.state is not None and (step.state.tax, step.state.total) == (0, 1000)
+
+
+@pytest.mark.parametrize("state", [None, "stopped", "choosing"])
+def test_a_credit_response_outside_a_credit_request_is_refused(state: str | None) -> None:
+    current = {None: None, "stopped": dataclasses.replace(crediting(), status=txn.STOPPED),
+               "choosing": choosing()}[state]
+    out = txn.on_credit(current, CreditResponse(NUMBER, "k", True, ""), 9)
+    assert isinstance(out, Refusal)
+    assert out.reason == ("unknown_transaction" if state is None else "out_of_sequence")

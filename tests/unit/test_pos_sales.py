@@ -187,3 +187,16 @@ def test_a_refused_card_is_passed_on_and_only_for_an_embodiment_2_sale() -> None
                                  CardRefused(POS, "s1", "no_card")) == Step(plain)
     assert sales.on_card_refused(POS, MERCHANT, plain,
                                  CardRefused(POS, "nope", "no_card")) == Step(plain)
+
+
+def test_user_ids_handed_over_before_the_sales_wait_their_turn() -> None:
+    state = Pos()
+    for user in ("u1", "u2"):
+        state = sales.on_user_id(POS, MERCHANT, state, ShortRangeUserId(POS, user, "d")).state
+    step = sales.on_sale(POS, MERCHANT, state, sale_msg())
+    assert step == Step(Pos({"s1": a_sale(user_id="u1")}, ["u2"]), (txn_request(user="u1"),))
+
+
+def test_a_method_without_a_known_name_is_printed_as_its_code() -> None:
+    sale = a_sale(transaction_number="T1", outcome="COMPLETED", method="Z9")
+    assert "METHOD Z9" in sales.receipt(POS, MERCHANT, sale).lines

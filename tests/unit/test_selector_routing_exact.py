@@ -147,3 +147,19 @@ def test_a_typed_address_is_trimmed_and_must_be_allowed() -> None:
     assert master.on_answer("address", ["s3"], "s3", []) is None
     assert master.on_answer("slave", ["s2"], "s2", []) == "s2"
     assert master.on_answer("slave", ["s2"], " s2", ["s2"]) is None
+
+
+@pytest.mark.parametrize("several", ["first", "ask"])
+def test_ex4_ex5_several_matching_modules_follow_the_several_option(several: str) -> None:
+    both = {"m1": ["A"], "m2": ["A"]}
+    published = ClientConfig.parse("c", {"mode": "brand-module", "modules": MODULES,
+                                         "several": several})
+    live = ClientConfig.parse("c", {"mode": "brand-live", "modules": MODULES,
+                                    "several": several})
+    first = several == "first"
+    assert decide(published, ["A"], None, both, None) == (
+        Deliver("m1", ["m1", "m2"], "brand A (brand info published by the modules)") if first
+        else Ask(["m1", "m2"], "several modules settle brand A"))
+    assert decide(live, ["A"], None, {}, {"sw1": ["A"], "sw2": ["A"]}) == (
+        Deliver("m1", ["m1", "m2"], "brand A (brand info the server wallets answered (2 of 2))")
+        if first else Ask(["m1", "m2"], "several modules settle brand A"))
