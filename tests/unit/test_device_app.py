@@ -260,3 +260,28 @@ def test_n3_the_reply_carries_the_sealed_password_once() -> None:
     assert screens(step) == ["replied"]
     nothing = app.reply(UIM, Phone(), b"sealed")
     assert nothing.state == Phone() and sends(nothing) == [] and screens(nothing) == ["error"]
+
+
+def test_the_uim_names_its_trust_anchor() -> None:
+    uim = Uim.from_config({"device_id": "d", "gateway_address": "a", "gateway_mail": "m",
+                           "trust_anchor": "ca-2", "credentials": []})
+    assert uim.trust_anchor == "ca-2"
+
+
+def test_a_mail_that_aborts_closes_a_session_left_open() -> None:
+    stale = Phone(Auth("00001", "CARD A", 0, 100), Session("m0", "00001", "details", None))
+    step = app.on_mail(UIM, stale, mail(), 100, P)
+    assert step == Step(Phone(mails=["m1"]), (Show("aborted", ABORTED_TEXT),))
+
+
+def test_each_step_shows_its_screen() -> None:
+    failed = app.on_certificate(UIM, at("cert"), ServerCertificate("dev-1", "m1", cert()),
+                                "forged", 1, P)
+    assert screens(failed) == ["error"]
+    assert screens(app.agree(UIM, at("details", None), 1, P)) == ["waiting"]
+    assert screens(app.choose(UIM, at("choose", None, ["L"]), "L", 1, P)) == ["waiting"]
+
+
+def test_a_method_without_a_known_name_is_offered_by_its_code() -> None:
+    step = app.on_methods(at("proceed"), PaymentMethods("dev-1", "m1", ["Z9"]))
+    assert isinstance(step, Step) and step.effects[0].options == ("Z9: Z9",)  # type: ignore[union-attr]
