@@ -27,7 +27,7 @@ from schemas.relay import AuthenticationInformation, Certificate
 from sim import devkeys
 from tests.recording import CLOCK
 from tests.unit.test_settlement_join import KEY, P
-from tests.unit.test_shop_orders import NOW, an_order
+from tests.unit.test_shop_orders import NOW, an_order, claim
 
 # -- the shop order DB: two workers migrating one file at once --------------------------------
 
@@ -220,3 +220,14 @@ def test_an_enrolment_with_a_password_hash_keeps_it(keydir: Path) -> None:
     user, _ = checks.enrolment(msg, keys.load_registry(keydir),
                                keys.load_actor(keydir, "wallet-b").seal_private, CLOCK.now_ms())
     assert (user.password_salt, user.password_hash) == (salt, digest)
+
+
+async def test_a_claimed_inquiry_carries_the_order_as_the_claim_stored_it(tmp_path: Path) -> None:
+    """The shop acts on the claimed copy (its count and next inquiry time), so it must be
+    what the DB now holds, not the order as read before the claim."""
+    async with OrderDB(tmp_path / "orders.sqlite") as db:
+        await db.add(an_order(result_mode="SHOP_POLLS", next_poll_ms=NOW + 2000), NOW)
+        [inquiry] = await claim(db, NOW + 2000)
+        stored = await db.get("shop-1", "1234567890")
+        assert stored is not None and stored.next_poll_ms == NOW + 4000
+        assert inquiry.order == stored
