@@ -91,6 +91,22 @@ def test_the_phone_trusts_only_the_anchors_certificate_for_its_gateway(bad: str)
                              crypto.signing_public(GW), 1_000)
 
 
+def test_a_signature_under_the_user_certificate_domain_is_not_a_gateway_certificate():
+    """D6, domain separation: the CA's signature over the same fields under the user
+    certificates' domain (``kessai.certificates.DOMAIN``) does not make a gateway certificate,
+    and the gateway certificate's signature does not verify as a user certificate's."""
+    from kessai import certificates
+
+    plain = GatewayCertificate("paygate", ADDRESS, crypto.signing_public(GW), 10**13)
+    other = certificates.issue(CA, plain)
+    assert other.ca_signature
+    with pytest.raises(wakeup.GatewayNotTrusted):
+        wakeup.check_certificate(other, crypto.signing_public(CA), ADDRESS, "paygate",
+                                 crypto.signing_public(GW), 1_000)
+    assert wakeup.certificate_bytes(plain) != certificates.certificate_bytes(plain)
+    assert wakeup.issue_certificate(CA, plain).ca_signature != other.ca_signature
+
+
 def test_the_phone_sends_nothing_when_the_certificate_fails():
     """D6: before the check nothing sensitive leaves; after a failure nothing at all."""
     uim = app.Uim("1234567", ADDRESS, "payment@paygate", "ca",
