@@ -21,7 +21,7 @@ from kessai.settings import Settings
 
 SIM_FLAG = "--sim"
 # Agents that serve a page on a port: one worker each, `up --replicas` refuses more.
-LISTENS_ON_A_PORT = ("shop", "relay", "device", "selector")
+LISTENS_ON_A_PORT = ("shop", "relay", "device", "selector", "webshop")
 # Seed 004's examples for `kessai pay --flow selector --mode …` (sim.selector_demo.MODES).
 SELECTOR_MODES = ("preselect", "ask", "brand-selector", "brand-module", "brand-live", "multi",
                   "proxy", "certificate", "pick-slave", "address", "attached-brands",

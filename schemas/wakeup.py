@@ -486,3 +486,36 @@ class CreditAnswer:
     request_ref: str
     allowed: bool
     reason: str
+
+
+# -- V3: the web shop in place of the POS ([0117]–[0119], Fig. 20; G10) ------------------------
+@message
+@dataclass(frozen=True)
+class WebOrder:
+    """V3: a customer's checkout at the web shop: the goods (priced by the shop) and the user
+    id they typed. No card, no password: the phone authenticates and the gateway pays."""
+
+    TYPE: ClassVar[str] = "web-order"
+    VERSION: ClassVar[int] = 1
+    shop_id: str
+    order_ref: str
+    user_id: str
+    items: list[SaleItem]
+    tax: int
+    currency: str = "JPY"
+
+
+@message
+@dataclass(frozen=True)
+class WebOrderResult:
+    """V3: the order's outcome as the web shop shows it to the customer (the completion the
+    gateway sent over network 10A, or the stop/rejection with its reason)."""
+
+    TYPE: ClassVar[str] = "web-order-result"
+    VERSION: ClassVar[int] = 1
+    shop_id: str
+    order_ref: str
+    transaction_number: str
+    outcome: Outcome2
+    reason: str = ""
+    method: str = ""

@@ -32,7 +32,7 @@ def actors() -> list[str]:
 
 def wakeup_actors() -> list[str]:
     """Seed 002: the payment gateway, its direction server, the POS terminals, the phones."""
-    return ["paygate", "direction", *devdata.WAKEUP_POS,
+    return ["paygate", "direction", *devdata.WAKEUP_POS, *devdata.WAKEUP_WEBSHOPS,
             *(f"device-{d}" for d in devdata.WAKEUP_PHONES)]
 
 
@@ -188,6 +188,10 @@ def _wakeup(private: dict[str, dict[str, Any]]) -> None:
     private["direction"]["mail_address"] = devdata.WAKEUP_GATEWAY_MAIL
     for pos_id, merchant in devdata.WAKEUP_POS.items():
         private[pos_id]["merchant_code"] = merchant
+    for shop_id, merchant in devdata.WAKEUP_WEBSHOPS.items():  # V3: code, catalogue
+        private[shop_id]["merchant_code"] = merchant
+        private[shop_id]["catalogue"] = {code: [name, price] for code, (name, price)
+                                         in devdata.Catalogue().items.items()}
     for device_id, cards in devdata.WAKEUP_PHONES.items():
         private[f"device-{device_id}"]["uim"] = {
             "device_id": device_id,

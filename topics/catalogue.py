@@ -261,6 +261,25 @@ def _with_producers(specs: tuple[TopicSpec, ...], names: tuple[str, ...],
 CATALOGUE = _with_producers((*CATALOGUE, *_SEED_002), ("kessai.audit", "kessai.dead-letters"),
                             ("pos", "device", "direction", "paygate"))
 
+# Seed 002 V3 ([0117]–[0119], Fig. 20): the web shop in place of the POS and the mobile
+# terminal. It asks the gateway on the POS's topic (same contract, P3/P4, G10) and gets its
+# transaction numbers and completions on its own topics, so no POS reads a web shop's replies
+# nor the other way round. None of these carries a card number.
+_SEED_002_WEBSHOP = (
+    TopicSpec("kessai.webshop.orders", "shop id", 4, ("operator", "webshop"), ("webshop",),
+              "V3 checkouts at the web shop: goods priced by the shop and the user id typed "
+              "by the customer (no card, no password)."),
+    TopicSpec("kessai.webshop.txn-numbers", "shop id", 4, ("paygate",), ("webshop",),
+              "V3 M3 the transaction number the gateway issued for a web order."),
+    TopicSpec("kessai.webshop.completions", "shop id", 4, ("paygate",), ("webshop",),
+              "V3 M18 completion (or the stop, with its reason) over network 10A."),
+    TopicSpec("kessai.webshop.results", "shop id", 4, ("webshop",), ("operator",),
+              "V3 each web order's outcome as the shop's page shows it."),
+)
+CATALOGUE = _with_producers((*CATALOGUE, *_SEED_002_WEBSHOP),
+                            ("kessai.paygate.txn-requests", "kessai.audit",
+                             "kessai.dead-letters"), ("webshop",))
+
 _BY_NAME = {t.name: t for t in CATALOGUE}
 
 # Wake-up addressing (issue 8 item 3, DESIGN §4): a shop's M4 goes back to the channel that

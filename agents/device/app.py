@@ -164,6 +164,12 @@ def login(uim: Uim, state: Phone, card: str, user_id: str, typed_password: str, 
     if not ok or cred is None:
         return Step(state, (Show("rejected", "You are not the right person: rejected."),))
     auth = Auth(cred.user_id, cred.card, now_ms, now_ms + policy.auth_ttl_ms)
+    if not pos_id:
+        # V3: no POS at hand; the user types their id at a web shop's checkout, and the
+        # stored result answers the wake-up that follows.
+        return Step(replace(state, auth=auth), (
+            Show("authenticated", f"Authenticated as {cred.user_id}: enter it at the web "
+                                  "shop's checkout."),))
     return Step(replace(state, auth=auth), (
         Send(SHORTRANGE, ShortRangeUserId(pos_id, cred.user_id, uim.device_id), pos_id),
         Show("handed_over", f"User id sent to {pos_id}. Waiting for the payment request.")))

@@ -94,7 +94,7 @@ function render(s) {{
         `<option>${{c}}</option>`).join("")}}</select></label>
       <label>User ID <input id="user-id"></label>
       <label>Password <input id="password" type="password"></label>
-      <label>POS <input id="pos" value="pos-1"></label>
+      <label>POS <input id="pos" value="pos-1"> (empty for a web shop)</label>
       <button id="login">OK</button>`;
     document.getElementById("login").onclick = () => post("/login", {{
       card: document.getElementById("card").value,

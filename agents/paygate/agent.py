@@ -39,6 +39,7 @@ from agents.paygate.encrypted_agent import Encrypted
 from agents.paygate.tables import Tables, issuer_of
 from kessai import authenticators, crypto
 from kessai.errors import ConfigError
+from kessai.handlers import actor_kind
 from kessai.money import Money
 from kessai.runtime import AgentContext, Inbound
 from protocols import wakeup
@@ -69,6 +70,17 @@ MAIL_REQUESTS = "kessai.direction.mail-requests"
 DEVICE_SESSIONS = "kessai.device.sessions"
 SEEN_KEPT = 32
 HISTORY_KEPT = 100
+# V3: a web shop (``webshop-<n>``) asks as a POS does and gets its replies on its own topics.
+WEBSHOP_TXN_NUMBERS = "kessai.webshop.txn-numbers"
+WEBSHOP_COMPLETIONS = "kessai.webshop.completions"
+
+
+def reply_topic(requester: str, message_type: str) -> str:
+    """Where a transaction number or a completion goes: the requester's own kind of topic."""
+    web = actor_kind(requester) == "webshop"
+    if message_type == "txn-number":
+        return WEBSHOP_TXN_NUMBERS if web else TXN_NUMBERS
+    return WEBSHOP_COMPLETIONS if web else COMPLETIONS
 
 
 def policy_from_env() -> machine.Policy:
@@ -126,7 +138,7 @@ class Paygate:
 
     async def carry_out(self, state: machine.Txn | None, effect: machine.Effect) -> None:
         if isinstance(effect, machine.ToPos):
-            topic = TXN_NUMBERS if effect.message.TYPE == "txn-number" else COMPLETIONS
+            topic = reply_topic(effect.message.pos_id, effect.message.TYPE)
             await self.ctx.emit(topic, effect.message,
                                 effect.message.transaction_number or effect.message.sale_ref,
                                 key=effect.message.pos_id)
@@ -266,8 +278,9 @@ def certificate_from(cfg: dict[str, Any]) -> GatewayCertificate:
 
 
 def declare(ctx: AgentContext, gateway: Paygate) -> None:
+    # A POS (or, V3, a web shop) asks only for itself: the completion goes where it names.
     ctx.handle(TXN_REQUESTS, gateway.on_txn_request, types=(TxnNumberRequest,),
-               senders=("pos",))
+               senders=("pos", "webshop"), sender_is="pos_id")
     ctx.handle(SESSIONS, gateway.on_session,
                types=(SessionOpen, AuthRequest, ProceedRequest, MethodChoice),
                senders=("device",))

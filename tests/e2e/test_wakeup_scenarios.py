@@ -261,6 +261,68 @@ async def test_9_methods_follow_fig_10_and_nothing_else_is_taken(tier: Tier) -> 
                 if m.transaction_number == done.transaction_number]
 
 
+async def test_10_online_shop_in_place_of_the_pos(tier: Tier) -> None:
+    """X3 (10), V3/G10: the customer authenticates on the phone, checks out at the web shop
+    with their user id; the gateway wakes the phone, it agrees and picks a method; the web
+    shop gets the completion on its own topic (no POS sees it) and never a card number."""
+    from schemas.wakeup import TxnNumberRequest, WebOrder, WebOrderResult
+    from tests.e2e.wakeup_world import FIG16_ITEMS, TAX
+
+    before = len(await screens_of(tier, "1234567"))
+    await press(tier, "1234567", "login", card="CARD A", user_id="00001", pos_id="")
+    await screen(tier, "1234567", "authenticated", before)
+    order_ref = ref()
+    await tier.send("kessai.webshop.orders", WebOrder("webshop-1", order_ref, "00001",
+                                                      FIG16_ITEMS, TAX), "webshop-1", "operator")
+    await screen(tier, "1234567", "details", before)
+    await press(tier, "1234567", "agree")
+    methods = await screen(tier, "1234567", "methods", before)
+    assert [o.split(":")[0] for o in methods.options] == ["L", "I", "R"]
+    await press(tier, "1234567", "choose", method="R")
+    await screen(tier, "1234567", "completed", before)
+    done = await tier.wait_for("kessai.webshop.results",
+                               lambda m: isinstance(m, WebOrderResult)
+                               and m.order_ref == order_ref)
+    assert (done.shop_id, done.outcome, done.method) == ("webshop-1", "COMPLETED", "R")
+    asked = [m for m in await messages(tier, "kessai.paygate.txn-requests", TxnNumberRequest)
+             if m.sale_ref == order_ref]
+    assert [(m.pos_id, m.merchant_code, m.user_id, m.total) for m in asked] == \
+        [("webshop-1", "1111111111", "00001", TOTAL)]
+    credit = [m for m in await messages(tier, "kessai.credit.requests", CreditRequest)
+              if m.transaction_number == done.transaction_number]
+    assert len(credit) == 1 and credit[0].amount.minor == TOTAL
+    assert not [m for m in await messages(tier, "kessai.pos.completions", PosCompletion)
+                if m.sale_ref == order_ref]
+    from topics.catalogue import readable_by
+
+    cards = [s for s in secrets_of_the_dev_world() if s.isdigit()]
+    for spec in readable_by("webshop"):
+        for raw in await raw_values(tier, spec.name):
+            assert not any(c in raw for c in cards), f"{spec.name} carries a card number"
+
+
+async def test_10_a_pos_cannot_ask_in_a_web_shops_name(tier: Tier) -> None:
+    """V3: the completion goes to the requester the request names, so that name must be the
+    signer's: a POS naming web shop 1 is a dead letter and gets no transaction number."""
+    from schemas.wakeup import TxnNumberRequest
+    from tests.e2e.wakeup_world import FIG16_ITEMS, TAX
+
+    order_ref = ref()
+    await tier.send("kessai.paygate.txn-requests", TxnNumberRequest(
+        "webshop-1", order_ref, "1111111111", "00003", FIG16_ITEMS, TAX, TOTAL, "JPY"),
+        "00003", "pos-1")
+
+    async def probe() -> None:
+        letters = [m for m in await messages(tier, "kessai.dead-letters", DeadLetter)
+                   if m.topic == "kessai.paygate.txn-requests"
+                   and order_ref.encode() in m.original]
+        assert [m.reason for m in letters] == ["sender_mismatch"]
+
+    await eventually(tier, probe)
+    assert not [m for m in await messages(tier, "kessai.webshop.txn-numbers", TxnNumber)
+                if m.sale_ref == order_ref]
+
+
 async def test_c1_the_credit_server_checks_the_card_and_refuses_over_its_limit(
         tier: Tier) -> None:
     """C1/S11: the credit server checks the card it was sent against its records; user
@@ -532,10 +594,12 @@ async def test_z_no_topic_the_pos_phone_or_direction_read_carries_a_secret(tier:
     if isinstance(tier, MemoryTier):
         await test_1_happy_path_in_store(tier)
         await test_6_not_agree_sends_nothing_and_the_gateway_times_out(tier)
+        await test_10_online_shop_in_place_of_the_pos(tier)
     # Embodiment 2 here on both tiers, so its keys are on the log even when this test runs
     # alone (on the broker the scenarios before it add their records too).
     await test_11_embodiment_2_happy_path(tier)
-    exposed = {t.name for kind in ("pos", "device", "direction") for t in readable_by(kind)}
+    exposed = {t.name for kind in ("pos", "device", "direction", "webshop")
+               for t in readable_by(kind)}
     secrets = secrets_of_the_dev_world()
     # K4: the decryption keys of embodiment 2 (opened here with the credit server's key).
     from protocols import wakeup as w

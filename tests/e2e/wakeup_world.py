@@ -23,7 +23,7 @@ WAKEUP_ENV = {
     "KESSAI_PAYGATE_REPLY_MS": "15000",
     "KESSAI_CREDIT_KEY_WAIT_MS": "3000",
 }
-WAKEUP_AGENTS = ("paygate", "direction", "pos", "device", "issuer")
+WAKEUP_AGENTS = ("paygate", "direction", "pos", "device", "issuer", "webshop")
 FIG16_ITEMS = [SaleItem("Sencha 100g", 2, 1200), SaleItem("Mug", 1, 1800)]
 TAX = 420
 TOTAL = 2 * 1200 + 1800 + TAX
