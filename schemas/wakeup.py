@@ -342,7 +342,7 @@ class DeviceCommand:
     TYPE: ClassVar[str] = "device-command"
     VERSION: ClassVar[int] = 1
     device_id: str
-    action: Literal["login", "agree", "not_agree", "choose", "confirm"]
+    action: Literal["login", "agree", "not_agree", "choose", "confirm", "history"]
     card: str = ""
     user_id: str = ""
     pos_id: str = ""
@@ -519,3 +519,32 @@ class WebOrderResult:
     outcome: Outcome2
     reason: str = ""
     method: str = ""
+
+
+# -- V4: the transaction history, the electronic receipt ([0113], [0120]; G10, M21) ----------
+@message
+@dataclass(frozen=True)
+class HistoryRequest:
+    """M21: the phone asks the gateway for its user's history (the user authenticated on the
+    phone; the gateway checks the phone is the one registered for the user id)."""
+
+    TYPE: ClassVar[str] = "history-request"
+    VERSION: ClassVar[int] = 1
+    user_id: str
+    device_id: str
+    request_id: str
+
+
+@message
+@dataclass(frozen=True)
+class TransactionHistory:
+    """M21: table 154b for one user, which the gateway "transforms into a HTML format" — the
+    transactions with their merchant, goods, amount, method and outcome; never a card."""
+
+    TYPE: ClassVar[str] = "transaction-history"
+    VERSION: ClassVar[int] = 1
+    device_id: str
+    user_id: str
+    request_id: str
+    html: str
+    count: int

@@ -275,6 +275,10 @@ _SEED_002_WEBSHOP = (
               "V3 M18 completion (or the stop, with its reason) over network 10A."),
     TopicSpec("kessai.webshop.results", "shop id", 4, ("webshop",), ("operator",),
               "V3 each web order's outcome as the shop's page shows it."),
+    # V4 ([0113], [0120], M21): the phone asks for its user's history; the HTML rendering of
+    # table 154b comes back on kessai.device.sessions.
+    TopicSpec("kessai.paygate.history-requests", "user id", 4, ("device",), ("paygate",),
+              "V4 M21 a phone asks for its user's transaction history (electronic receipt)."),
 )
 CATALOGUE = _with_producers((*CATALOGUE, *_SEED_002_WEBSHOP),
                             ("kessai.paygate.txn-requests", "kessai.audit",

@@ -20,6 +20,7 @@ from schemas.wakeup import (
     CompletionNotice,
     ConfirmationMail,
     ConfirmationReply,
+    HistoryRequest,
     Mail,
     MailFetch,
     MethodChoice,
@@ -144,6 +145,7 @@ class Refusal:
 SHORTRANGE = "kessai.shortrange.user-ids"
 MAIL_FETCH = "kessai.direction.mail-fetch"
 GATEWAY = "kessai.paygate.sessions"
+HISTORY = "kessai.paygate.history-requests"
 
 
 def expire(state: Phone, now_ms: int) -> Phone:
@@ -338,3 +340,15 @@ def reply(uim: Uim, state: Phone, password_sealed: bytes) -> Step:
         Send(GATEWAY, ConfirmationReply(c["user_id"], uim.device_id, c["request_ref"],
                                         password_sealed), c["user_id"]),
         Show("replied", "Reply sent.")))
+
+
+# -- V4: the transaction history ([0120]) ---------------------------------------------------
+def history(uim: Uim, state: Phone, now_ms: int, request_id: str) -> Step:
+    """Ask the gateway for the authenticated user's history; without a stored (unexpired)
+    authentication result nothing is sent."""
+    state = expire(state, now_ms)
+    if state.auth is None:
+        return Step(state, (Show("history_refused", "Log in first: the history is sent only "
+                                                    "to an authenticated user."),))
+    return Step(state, (Send(HISTORY, HistoryRequest(state.auth.user_id, uim.device_id,
+                                                     request_id), state.auth.user_id),))

@@ -14,6 +14,8 @@ Protocol, top to bottom, per transaction (decisions in ``txn``, tables in ``tabl
             number and expiry sealed to it (G7, G9).
 6. Se16     ``CreditResponse`` → the completion to the POS and the phone (G8); the
             transaction goes to the user's history (V4).
+7. M21      ``HistoryRequest`` from the user's registered phone → the history as HTML (V4).
+A web shop (V3) asks as a POS does and is answered on its own topics.
 Deadlines fire without traffic: a timer scans the partitions this worker owns and sends
 itself a ``WakeupTick`` through ``kessai.paygate.timers``, so every change happens inside a
 stream event.
@@ -33,7 +35,7 @@ from typing import Any
 import msgpack
 from aiokafka.partitioner import DefaultPartitioner
 
-from agents.paygate import encrypted_agent
+from agents.paygate import encrypted_agent, receipts
 from agents.paygate import txn as machine
 from agents.paygate.encrypted_agent import Encrypted
 from agents.paygate.tables import Tables, issuer_of
@@ -49,9 +51,11 @@ from schemas.wakeup import (
     CreditRequest,
     CreditResponse,
     GatewayCertificate,
+    HistoryRequest,
     MethodChoice,
     ProceedRequest,
     SessionOpen,
+    TransactionHistory,
     TxnNumberRequest,
     WakeupTick,
 )
@@ -70,6 +74,7 @@ MAIL_REQUESTS = "kessai.direction.mail-requests"
 DEVICE_SESSIONS = "kessai.device.sessions"
 SEEN_KEPT = 32
 HISTORY_KEPT = 100
+HISTORY_REQUESTS = "kessai.paygate.history-requests"
 # V3: a web shop (``webshop-<n>``) asks as a POS does and gets its replies on its own topics.
 WEBSHOP_TXN_NUMBERS = "kessai.webshop.txn-numbers"
 WEBSHOP_COMPLETIONS = "kessai.webshop.completions"
@@ -237,6 +242,24 @@ class Paygate:
         await self.apply(inbound, current,
                          machine.on_credit(current, msg, self.ctx.clock.now_ms()))
 
+    async def on_history(self, inbound: Inbound) -> None:
+        """V4 (M21): the user's table 154b as HTML, to the phone registered for the user id
+        (the one that signed). Read-only: a redelivered request only repeats the answer."""
+        msg: HistoryRequest = inbound.message
+        user = self.tables.users.get(msg.user_id)
+        if user is None or msg.device_id != user.device_id \
+                or inbound.sender != f"device-{user.device_id}":
+            await self.ctx.dead_letter("device_mismatch", f"{inbound.sender} is not the device "
+                                       f"registered for user {msg.user_id}", inbound.topic,
+                                       inbound.partition, inbound.offset, inbound.raw,
+                                       inbound.key)
+            return
+        rows = self.user_history(msg.user_id)
+        await self.ctx.emit(DEVICE_SESSIONS, TransactionHistory(
+            user.device_id, msg.user_id, msg.request_id,
+            receipts.render(msg.user_id, rows, self.tables.merchant_name), len(rows)),
+            msg.request_id, key=user.device_id)
+
     async def on_tick(self, inbound: Inbound) -> None:
         msg: WakeupTick = inbound.message
         current = self.load(msg.key)
@@ -287,6 +310,8 @@ def declare(ctx: AgentContext, gateway: Paygate) -> None:
     ctx.handle(CREDIT_RESPONSES, gateway.on_credit_response, types=(CreditResponse,),
                senders=("issuer",))
     ctx.handle(TIMERS, gateway.on_tick, types=(WakeupTick,), senders=("paygate",))
+    ctx.handle(HISTORY_REQUESTS, gateway.on_history, types=(HistoryRequest,),
+               senders=("device",))  # V4: the electronic receipt
 
 
 def register(ctx: AgentContext) -> None:

@@ -323,6 +323,40 @@ async def test_10_a_pos_cannot_ask_in_a_web_shops_name(tier: Tier) -> None:
                 if m.sale_ref == order_ref]
 
 
+async def test_v4_the_gateway_sends_the_users_history_to_their_phone_only(tier: Tier) -> None:
+    """V4/G10 (M21): after a payment the logged-in phone asks for its user's history; the
+    gateway renders table 154b as HTML (merchant, goods, total, method, outcome; no card) to
+    that phone. Another phone asking for the same user gets a dead letter, no history."""
+    from schemas.wakeup import HistoryRequest, TransactionHistory
+
+    sale_ref, before = await pay_until_methods(tier, "pos-2", "2234567", "CARD A", "00002")
+    await press(tier, "2234567", "choose", method="pB")
+    await screen(tier, "2234567", "completed", before)
+    number = (await receipt(tier, "pos-2", sale_ref)).transaction_number
+    await press(tier, "2234567", "history")
+    got = await tier.wait_for("kessai.device.sessions",
+                              lambda m: isinstance(m, TransactionHistory)
+                              and m.device_id == "2234567" and number in m.html)
+    row = next(r for r in got.html.split("<tr") if number in r)
+    for shown in ("B (2222222222)", "Sencha 100g ×2", f"{TOTAL} JPY", "bonus (partial)",
+                  "COMPLETED"):
+        assert shown in row, (shown, row)
+    assert not [c for c in secrets_of_the_dev_world() if c.decode() in got.html]
+    rogue = "h-rogue-" + uuid.uuid4().hex[:6]
+    await tier.send("kessai.paygate.history-requests", HistoryRequest("00002", "7654321", rogue),
+                    "00002", "device-7654321")
+
+    async def probe() -> None:
+        letters = [m for m in await messages(tier, "kessai.dead-letters", DeadLetter)
+                   if m.topic == "kessai.paygate.history-requests"
+                   and rogue.encode() in m.original]
+        assert [m.reason for m in letters] == ["device_mismatch"]
+
+    await eventually(tier, probe)
+    assert not [m for m in await messages(tier, "kessai.device.sessions", TransactionHistory)
+                if m.request_id == rogue]
+
+
 async def test_c1_the_credit_server_checks_the_card_and_refuses_over_its_limit(
         tier: Tier) -> None:
     """C1/S11: the credit server checks the card it was sent against its records; user
