@@ -111,6 +111,42 @@ async def test_1_happy_path_in_store(tier: Tier) -> None:
     assert len(credit) == 1 and credit[0].method == "I" and credit[0].amount.minor == TOTAL
 
 
+async def test_p2_the_pos_takes_the_user_id_only_when_it_polls(tier: Tier) -> None:
+    """P2/Sd4: the handed-over user id waits in the mobile terminal; the POS's poll timer
+    takes it and only then is the transaction number asked for (in memory: nothing before
+    the poll; on the broker: the request follows a poll of that POS)."""
+    from schemas.wakeup import DeviceCommand, PosSale, TxnNumberRequest, WakeupTick
+    from tests.e2e.wakeup_world import FIG16_ITEMS, TAX, next_poll
+
+    sale_ref, before = ref(), len(await screens_of(tier, "1234567"))
+    await tier.send("kessai.pos.sales", PosSale("pos-1", sale_ref, FIG16_ITEMS, TAX, "JPY"),
+                    "pos-1", "operator")
+    await tier.send("kessai.device.commands", DeviceCommand(
+        "1234567", "login", card="CARD A", user_id="00001", pos_id="pos-1"), "1234567",
+        "operator")
+    handed = await tier.wait_for("kessai.shortrange.user-ids",
+                                 lambda m: isinstance(m, ShortRangeUserId)
+                                 and m.device_id == "1234567" and m.pos_id == "pos-1")
+    if isinstance(tier, MemoryTier):
+        assert not [m for m in await messages(tier, "kessai.paygate.txn-requests",
+                                              TxnNumberRequest) if m.sale_ref == sale_ref]
+    await next_poll(tier)
+    req = await tier.wait_for("kessai.paygate.txn-requests",
+                              lambda m: isinstance(m, TxnNumberRequest)
+                              and m.sale_ref == sale_ref)
+    assert req.user_id == handed.user_id == "00001"
+    asked_at = next(e.created_ms for e, m in await records(
+        tier, "kessai.paygate.txn-requests") if getattr(m, "sale_ref", "") == sale_ref)
+    polls = [e.created_ms for e, m in await records(tier, "kessai.pos.polls")
+             if isinstance(m, WakeupTick) and m.key == "pos-1" and e.created_ms <= asked_at]
+    assert polls, "the request was not sent by a poll"
+    await screen(tier, "1234567", "details", before)  # finish it: the user is free again
+    await press(tier, "1234567", "agree")
+    await screen(tier, "1234567", "methods", before)
+    await press(tier, "1234567", "choose", method="L")
+    assert (await receipt(tier, "pos-1", sale_ref)).outcome == "COMPLETED"
+
+
 async def test_2_wrong_password_sends_nothing(tier: Tier) -> None:
     """X3 (2), D1: a wrong password → rejected on the phone, no user id handed over."""
     before = len(await screens_of(tier, "2234567"))

@@ -133,3 +133,24 @@ def test_one_mail_per_transaction_and_only_for_its_device():
     assert problem is None and mail is not None
     assert mail.sender == "payment@paygate" and wakeup.START_PAYMENT_APP in mail.commands
     assert mailbox.on_fetch(box, MailFetch("1234567", "nope"), "f2")[2] == "no_such_mail"
+
+
+def test_a_poll_is_due_only_for_a_buffered_user_id_and_a_waiting_sale():
+    """P2/Sd4/E11: the POS's poll finds work only when the mobile terminal holds a user id
+    and a service sale waits; the id's arrival alone sends nothing, the poll pairs them."""
+    from agents.pos import sales
+    from schemas.wakeup import PosSale, SaleItem, ShortRangeUserId
+
+    items = [SaleItem("Mug", 1, 1800)]
+    empty = sales.Pos()
+    with_id = sales.on_user_id(empty, ShortRangeUserId("pos-1", "00001", "1234567"))
+    assert with_id.out == () and not sales.poll_due(with_id.state)
+    sold = sales.on_sale("pos-1", "1111111111", with_id.state,
+                         PosSale("pos-1", "s1", items, 180))
+    assert sold.out == () and sales.poll_due(sold.state)
+    polled = sales.on_poll("pos-1", "1111111111", sold.state)
+    assert [(m.user_id, m.sale_ref) for m in polled.out] == [("00001", "s1")]  # type: ignore[union-attr]
+    assert not sales.poll_due(polled.state)
+    card = sales.on_sale("pos-1", "1111111111", with_id.state,
+                         PosSale("pos-1", "s2", items, 180, encrypted_card_user="00001"))
+    assert not sales.poll_due(card.state)  # embodiment 2 takes no handed-over id
