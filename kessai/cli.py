@@ -140,6 +140,9 @@ def parser() -> argparse.ArgumentParser:
     pay.add_argument("--not-agree", action="store_true", help="wakeup flow: press Not agree")
     pay.add_argument("--embodiment", type=int, choices=[1, 2], default=1,
                      help="wakeup flow: 2 = the encrypted card number via the POS")
+    pay.add_argument("--webshop", metavar="SHOP", default="",
+                     help="wakeup flow: check out at this web shop (V3, e.g. webshop-1) with "
+                     "the user id instead of at a POS")
 
     r = sub.add_parser("replay", help="print decoded, signature-checked records of topics")
     _common(r)

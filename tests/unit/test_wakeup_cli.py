@@ -12,6 +12,8 @@ from kessai.cli import main
     (["--pos", "pos-9"], "unknown POS 'pos-9'"),
     (["--card", "CARD Z"], "phone 1234567 has no card 'CARD Z'"),
     (["--item", "NOPE:1"], "--item must be CODE[:QTY]"),
+    (["--webshop", "webshop-9"], "unknown web shop 'webshop-9'"),
+    (["--webshop", "webshop-1", "--embodiment", "2"], "--webshop is embodiment 1's V3"),
 ])
 def test_bad_wakeup_arguments_are_one_line_errors(argv: list[str], says: str,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
