@@ -393,6 +393,34 @@ async def test_v4_the_gateway_sends_the_users_history_to_their_phone_only(tier: 
                 if m.request_id == rogue]
 
 
+@pytest.mark.broker
+async def test_kessai_pay_wakeup_at_the_web_shop_prints_the_journey(system) -> None:
+    """`kessai pay --flow wakeup --webshop webshop-1 --json` (README): the phone authenticates,
+    the checkout at the web shop wakes it, the journey ends in the web shop's completion."""
+    import asyncio
+    import json
+    import os
+    import sys
+
+    s = system.settings
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KESSAI_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kessai.cli", "pay", "--flow", "wakeup", "--webshop", "webshop-1",
+        "--method", "I", "--json", "--timeout", "60", "--bootstrap", s.bootstrap,
+        "--keys", str(s.keys_dir), env=env, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()
+    report = json.loads(out)
+    assert (report["outcome"], report["pos"]) == ("COMPLETED", "webshop-1")
+    types = [h["type"] for h in report["journey"]]
+    for step in ("web-order", "txn-number-request", "txn-number", "mail-request",
+                 "transaction-details", "method-choice", "credit-request", "pos-completion",
+                 "web-order-result"):
+        assert step in types, (step, types)
+    assert "shortrange-user-id" not in types and "pos-receipt" not in types
+
+
 async def test_c1_the_credit_server_checks_the_card_and_refuses_over_its_limit(
         tier: Tier) -> None:
     """C1/S11: the credit server checks the card it was sent against its records; user

@@ -20,3 +20,13 @@ def test_bad_wakeup_arguments_are_one_line_errors(argv: list[str], says: str,
     assert main(["pay", "--flow", "wakeup", "--bootstrap", "127.0.0.1:1", *argv]) == 2
     err = capsys.readouterr().err
     assert says in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("agent", ["device", "webshop"])
+def test_up_refuses_replicas_of_an_agent_that_serves_a_page(agent: str,
+                                                           capsys: pytest.CaptureFixture[str]
+                                                           ) -> None:
+    """The phone's and the web shop's pages listen on one port each: one worker only."""
+    assert main(["up", "--replicas", f"{agent}=2", "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"{agent} listens on one fixed port" in err and err.count("\n") == 1
