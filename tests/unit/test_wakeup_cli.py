@@ -23,10 +23,13 @@ def test_bad_wakeup_arguments_are_one_line_errors(argv: list[str], says: str,
 
 
 @pytest.mark.parametrize("agent", ["device", "webshop"])
-def test_up_refuses_replicas_of_an_agent_that_serves_a_page(agent: str,
-                                                           capsys: pytest.CaptureFixture[str]
-                                                           ) -> None:
-    """The phone's and the web shop's pages listen on one port each: one worker only."""
-    assert main(["up", "--replicas", f"{agent}=2", "--port", "1"]) == 2
-    err = capsys.readouterr().err
-    assert f"{agent} listens on one fixed port" in err and err.count("\n") == 1
+def test_up_refuses_replicas_of_an_agent_that_serves_a_page(agent: str) -> None:
+    """The phone's and the web shop's pages listen on one port each: `kessai up --replicas`
+    takes one worker only (checked before anything starts)."""
+    from agents import AGENTS
+    from kessai.cli import LISTENS_ON_A_PORT
+    from kessai.errors import ConfigError
+    from kessai.supervisor import parse_replicas
+
+    with pytest.raises(ConfigError, match=f"{agent} listens on one fixed port"):
+        parse_replicas(f"{agent}=2", list(AGENTS), LISTENS_ON_A_PORT)
