@@ -215,7 +215,8 @@ _SEED_002 = (
               may_hold_sealed_secrets=True),
     TopicSpec("kessai.device.sessions", "device id", 4, ("paygate",), ("device",),
               "M9 M11 M12 M14 M19 the gateway's side: certificate, error, details, methods, "
-              "completion; N2 the confirmation mail of embodiment 2."),
+              "completion; N2 the confirmation mail of embodiment 2; V4 the user's history "
+              "as HTML (M21, no card)."),
     TopicSpec("kessai.credit.requests", "user id", 4, ("paygate",), ("issuer",),
               "M16 credit requests; the card number and expiry only sealed to the credit "
               "server.", may_hold_sealed_secrets=True),
