@@ -33,3 +33,26 @@ def test_up_refuses_replicas_of_an_agent_that_serves_a_page(agent: str) -> None:
 
     with pytest.raises(ConfigError, match=f"{agent} listens on one fixed port"):
         parse_replicas(f"{agent}=2", list(AGENTS), LISTENS_ON_A_PORT)
+
+
+def test_an_older_key_set_is_given_the_web_shop(tmp_path) -> None:
+    """`kessai up` on a key set made before V3 adds webshop-1 (merchant code, catalogue) so
+    its worker starts, and changes nothing else."""
+    import json
+
+    from kessai import keys
+    from sim import devkeys
+
+    devkeys.init(tmp_path)
+    registry = json.loads((tmp_path / keys.REGISTRY).read_text())
+    del registry["signing"]["webshop-1"]
+    (tmp_path / keys.REGISTRY).write_text(json.dumps(registry))
+    (tmp_path / "actors" / "webshop-1.json").unlink()
+    pos = (tmp_path / "actors" / "pos-1.json").read_text()
+    assert devkeys.add_missing_services(tmp_path) == ["webshop-1"]
+    shop = keys.load_actor(tmp_path, "webshop-1")
+    assert shop.secrets["merchant_code"] == "1111111111"
+    assert shop.secrets["catalogue"]["TEA1"] == ["Sencha 100g", 1200]
+    assert "webshop-1" in keys.load_registry(tmp_path).signing
+    assert (tmp_path / "actors" / "pos-1.json").read_text() == pos
+    assert devkeys.add_missing_services(tmp_path) == []
