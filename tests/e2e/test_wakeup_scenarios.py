@@ -111,10 +111,25 @@ async def test_1_happy_path_in_store(tier: Tier) -> None:
     assert len(credit) == 1 and credit[0].method == "I" and credit[0].amount.minor == TOTAL
 
 
-async def test_p2_the_pos_takes_the_user_id_only_when_it_polls(tier: Tier) -> None:
-    """P2/Sd4: the handed-over user id waits in the mobile terminal; the POS's poll timer
-    takes it and only then is the transaction number asked for (in memory: nothing before
-    the poll; on the broker: the request follows a poll of that POS)."""
+@pytest.fixture
+async def memory(keys_dir, tmp_path, monkeypatch: pytest.MonkeyPatch
+                 ) -> AsyncIterator[MemoryTier]:
+    """The in-memory tier alone, for what only an injected clock can show."""
+    for k, v in WAKEUP_ENV.items():
+        monkeypatch.setenv(k, v)
+    t = MemoryTier(Settings(keys_dir=keys_dir, data_dir=tmp_path, **E2E_TIMINGS),
+                   WAKEUP_AGENTS)
+    try:
+        yield t
+    finally:
+        await t.close()
+
+
+async def test_p2_the_pos_takes_the_user_id_only_when_it_polls(memory: MemoryTier) -> None:
+    """P2/Sd4: the handed-over user id waits in the mobile terminal; only the POS's poll timer
+    takes it and then asks for the transaction number (in memory, where time stands still
+    until the test moves it; on the broker every POS scenario above needs the poll)."""
+    tier = memory
     from schemas.wakeup import DeviceCommand, PosSale, TxnNumberRequest, WakeupTick
     from tests.e2e.wakeup_world import FIG16_ITEMS, TAX, next_poll
 
@@ -127,9 +142,8 @@ async def test_p2_the_pos_takes_the_user_id_only_when_it_polls(tier: Tier) -> No
     handed = await tier.wait_for("kessai.shortrange.user-ids",
                                  lambda m: isinstance(m, ShortRangeUserId)
                                  and m.device_id == "1234567" and m.pos_id == "pos-1")
-    if isinstance(tier, MemoryTier):
-        assert not [m for m in await messages(tier, "kessai.paygate.txn-requests",
-                                              TxnNumberRequest) if m.sale_ref == sale_ref]
+    assert not [m for m in await messages(tier, "kessai.paygate.txn-requests",
+                                          TxnNumberRequest) if m.sale_ref == sale_ref]
     await next_poll(tier)
     req = await tier.wait_for("kessai.paygate.txn-requests",
                               lambda m: isinstance(m, TxnNumberRequest)
@@ -300,7 +314,7 @@ async def test_9_methods_follow_fig_10_and_nothing_else_is_taken(tier: Tier) -> 
 async def test_10_online_shop_in_place_of_the_pos(tier: Tier) -> None:
     """X3 (10), V3/G10: the customer authenticates on the phone, checks out at the web shop
     with their user id; the gateway wakes the phone, it agrees and picks a method; the web
-    shop gets the completion on its own topic (no POS sees it) and never a card number."""
+    shop gets the completion on its own topic (no POS sees it)."""
     from schemas.wakeup import TxnNumberRequest, WebOrder, WebOrderResult
     from tests.e2e.wakeup_world import FIG16_ITEMS, TAX
 
@@ -315,7 +329,6 @@ async def test_10_online_shop_in_place_of_the_pos(tier: Tier) -> None:
     methods = await screen(tier, "1234567", "methods", before)
     assert [o.split(":")[0] for o in methods.options] == ["L", "I", "R"]
     await press(tier, "1234567", "choose", method="R")
-    await screen(tier, "1234567", "completed", before)
     done = await tier.wait_for("kessai.webshop.results",
                                lambda m: isinstance(m, WebOrderResult)
                                and m.order_ref == order_ref)
@@ -324,17 +337,9 @@ async def test_10_online_shop_in_place_of_the_pos(tier: Tier) -> None:
              if m.sale_ref == order_ref]
     assert [(m.pos_id, m.merchant_code, m.user_id, m.total) for m in asked] == \
         [("webshop-1", "1111111111", "00001", TOTAL)]
-    credit = [m for m in await messages(tier, "kessai.credit.requests", CreditRequest)
-              if m.transaction_number == done.transaction_number]
-    assert len(credit) == 1 and credit[0].amount.minor == TOTAL
     assert not [m for m in await messages(tier, "kessai.pos.completions", PosCompletion)
                 if m.sale_ref == order_ref]
-    from topics.catalogue import readable_by
-
-    cards = [s for s in secrets_of_the_dev_world() if s.isdigit()]
-    for spec in readable_by("webshop"):
-        for raw in await raw_values(tier, spec.name):
-            assert not any(c in raw for c in cards), f"{spec.name} carries a card number"
+    # No card on any topic the web shop reads: test_z scans them (after this test).
 
 
 async def test_10_a_pos_cannot_ask_in_a_web_shops_name(tier: Tier) -> None:
@@ -365,9 +370,8 @@ async def test_v4_the_gateway_sends_the_users_history_to_their_phone_only(tier: 
     that phone. Another phone asking for the same user gets a dead letter, no history."""
     from schemas.wakeup import HistoryRequest, TransactionHistory
 
-    sale_ref, before = await pay_until_methods(tier, "pos-2", "2234567", "CARD A", "00002")
+    sale_ref, _ = await pay_until_methods(tier, "pos-2", "2234567", "CARD A", "00002")
     await press(tier, "2234567", "choose", method="pB")
-    await screen(tier, "2234567", "completed", before)
     number = (await receipt(tier, "pos-2", sale_ref)).transaction_number
     await press(tier, "2234567", "history")
     got = await tier.wait_for("kessai.device.sessions",
@@ -389,36 +393,6 @@ async def test_v4_the_gateway_sends_the_users_history_to_their_phone_only(tier: 
         assert [m.reason for m in letters] == ["device_mismatch"]
 
     await eventually(tier, probe)
-    assert not [m for m in await messages(tier, "kessai.device.sessions", TransactionHistory)
-                if m.request_id == rogue]
-
-
-@pytest.mark.broker
-async def test_kessai_pay_wakeup_at_the_web_shop_prints_the_journey(system) -> None:
-    """`kessai pay --flow wakeup --webshop webshop-1 --json` (README): the phone authenticates,
-    the checkout at the web shop wakes it, the journey ends in the web shop's completion."""
-    import asyncio
-    import json
-    import os
-    import sys
-
-    s = system.settings
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KESSAI_")}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "kessai.cli", "pay", "--flow", "wakeup", "--webshop", "webshop-1",
-        "--method", "I", "--json", "--timeout", "60", "--bootstrap", s.bootstrap,
-        "--keys", str(s.keys_dir), env=env, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode == 0, err.decode()
-    report = json.loads(out)
-    assert (report["outcome"], report["pos"]) == ("COMPLETED", "webshop-1")
-    types = [h["type"] for h in report["journey"]]
-    for step in ("web-order", "txn-number-request", "txn-number", "mail-request",
-                 "transaction-details", "method-choice", "credit-request", "pos-completion",
-                 "web-order-result"):
-        assert step in types, (step, types)
-    assert "shortrange-user-id" not in types and "pos-receipt" not in types
 
 
 async def test_c1_the_credit_server_checks_the_card_and_refuses_over_its_limit(
