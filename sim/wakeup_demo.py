@@ -301,7 +301,7 @@ def demo_journeys() -> list[Journey]:
                 wrong_password=True, expect="PHONE_REJECTED"),
         Journey("card in no issuer range: stopped before the methods", device_id="5555555",
                 expect="STOPPED"),
-        Journey("web shop (V3): user id typed at checkout, confirmed on the phone",
+        Journey("web shop (V3): user id typed at checkout, phone confirms",
                 pos_id="webshop-1", webshop="webshop-1", method="R"),
         Journey("embodiment 2: encrypted card number, confirmed on the phone", embodiment=2),
         Journey("embodiment 2: wrong password in the reply", pos_id="pos-2",
