@@ -31,5 +31,6 @@ AGENTS: dict[str, str] = {
     "direction": "agents.direction.agent",
     "pos": "agents.pos.agent",
     "device": "agents.device.agent",
+    "webshop": "agents.webshop.agent",  # seed 002 V3: the web shop in place of the POS
     "archiver": "agents.archiver.agent",  # issue 10: the audit archive of every topic
 }

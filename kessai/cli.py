@@ -21,7 +21,7 @@ from kessai.settings import Settings
 
 SIM_FLAG = "--sim"
 # Agents that serve a page on a port: one worker each, `up --replicas` refuses more.
-LISTENS_ON_A_PORT = ("shop", "relay", "device", "selector")
+LISTENS_ON_A_PORT = ("shop", "relay", "device", "selector", "webshop")
 # Seed 004's examples for `kessai pay --flow selector --mode …` (sim.selector_demo.MODES).
 SELECTOR_MODES = ("preselect", "ask", "brand-selector", "brand-module", "brand-live", "multi",
                   "proxy", "certificate", "pick-slave", "address", "attached-brands",
@@ -140,6 +140,9 @@ def parser() -> argparse.ArgumentParser:
     pay.add_argument("--not-agree", action="store_true", help="wakeup flow: press Not agree")
     pay.add_argument("--embodiment", type=int, choices=[1, 2], default=1,
                      help="wakeup flow: 2 = the encrypted card number via the POS")
+    pay.add_argument("--webshop", metavar="SHOP", default="",
+                     help="wakeup flow: check out at this web shop (V3, e.g. webshop-1) with "
+                     "the user id instead of at a POS")
 
     r = sub.add_parser("replay", help="print decoded, signature-checked records of topics")
     _common(r)

@@ -9,17 +9,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 
-import msgpack
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from kessai import authenticators, crypto
+from kessai import authenticators, certificates, crypto
 from kessai.errors import BadSignature, IntegrityError
-from schemas.codec import to_body
 from schemas.wakeup import GatewayCertificate
 
 START_PAYMENT_APP = "START_PAYMENT_APP"
@@ -34,13 +31,12 @@ def credit_card_context(join_key: str) -> bytes:
 
 
 def certificate_bytes(cert: GatewayCertificate) -> bytes:
-    return CERT_DOMAIN + msgpack.packb(to_body(dataclasses.replace(cert, ca_signature=b"")),
-                                       use_bin_type=True)
+    """What the CA signs for the gateway (``kessai.certificates`` under this seed's domain)."""
+    return certificates.certificate_bytes(cert, CERT_DOMAIN)
 
 
 def issue_certificate(ca_signing_private: bytes, cert: GatewayCertificate) -> GatewayCertificate:
-    return dataclasses.replace(cert, ca_signature=crypto.sign(ca_signing_private,
-                                                               certificate_bytes(cert)))
+    return certificates.issue(ca_signing_private, cert, CERT_DOMAIN)
 
 
 class GatewayNotTrusted(IntegrityError):

@@ -342,7 +342,7 @@ class DeviceCommand:
     TYPE: ClassVar[str] = "device-command"
     VERSION: ClassVar[int] = 1
     device_id: str
-    action: Literal["login", "agree", "not_agree", "choose", "confirm"]
+    action: Literal["login", "agree", "not_agree", "choose", "confirm", "history"]
     card: str = ""
     user_id: str = ""
     pos_id: str = ""
@@ -486,3 +486,65 @@ class CreditAnswer:
     request_ref: str
     allowed: bool
     reason: str
+
+
+# -- V3: the web shop in place of the POS ([0117]–[0119], Fig. 20; G10) ------------------------
+@message
+@dataclass(frozen=True)
+class WebOrder:
+    """V3: a customer's checkout at the web shop: the goods (priced by the shop) and the user
+    id they typed. No card, no password: the phone authenticates and the gateway pays."""
+
+    TYPE: ClassVar[str] = "web-order"
+    VERSION: ClassVar[int] = 1
+    shop_id: str
+    order_ref: str
+    user_id: str
+    items: list[SaleItem]
+    tax: int
+    currency: str = "JPY"
+
+
+@message
+@dataclass(frozen=True)
+class WebOrderResult:
+    """V3: the order's outcome as the web shop shows it to the customer (the completion the
+    gateway sent over network 10A, or the stop/rejection with its reason)."""
+
+    TYPE: ClassVar[str] = "web-order-result"
+    VERSION: ClassVar[int] = 1
+    shop_id: str
+    order_ref: str
+    transaction_number: str
+    outcome: Outcome2
+    reason: str = ""
+    method: str = ""
+
+
+# -- V4: the transaction history, the electronic receipt ([0113], [0120]; G10, M21) ----------
+@message
+@dataclass(frozen=True)
+class HistoryRequest:
+    """M21: the phone asks the gateway for its user's history (the user authenticated on the
+    phone; the gateway checks the phone is the one registered for the user id)."""
+
+    TYPE: ClassVar[str] = "history-request"
+    VERSION: ClassVar[int] = 1
+    user_id: str
+    device_id: str
+    request_id: str
+
+
+@message
+@dataclass(frozen=True)
+class TransactionHistory:
+    """M21: table 154b for one user, which the gateway "transforms into a HTML format" — the
+    transactions with their merchant, goods, amount, method and outcome; never a card."""
+
+    TYPE: ClassVar[str] = "transaction-history"
+    VERSION: ClassVar[int] = 1
+    device_id: str
+    user_id: str
+    request_id: str
+    html: str
+    count: int

@@ -190,3 +190,5 @@ WAKEUP_MERCHANTS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
 
 # The POS terminals and their merchant codes.
 WAKEUP_POS: dict[str, str] = {"pos-1": "1111111111", "pos-2": "2222222222"}
+# Seed 002 V3: the web shops (web server 130) and their merchant codes.
+WAKEUP_WEBSHOPS: dict[str, str] = {"webshop-1": "1111111111"}

@@ -32,7 +32,7 @@ def actors() -> list[str]:
 
 def wakeup_actors() -> list[str]:
     """Seed 002: the payment gateway, its direction server, the POS terminals, the phones."""
-    return ["paygate", "direction", *devdata.WAKEUP_POS,
+    return ["paygate", "direction", *devdata.WAKEUP_POS, *devdata.WAKEUP_WEBSHOPS,
             *(f"device-{d}" for d in devdata.WAKEUP_PHONES)]
 
 
@@ -188,6 +188,7 @@ def _wakeup(private: dict[str, dict[str, Any]]) -> None:
     private["direction"]["mail_address"] = devdata.WAKEUP_GATEWAY_MAIL
     for pos_id, merchant in devdata.WAKEUP_POS.items():
         private[pos_id]["merchant_code"] = merchant
+    _webshops(private)
     for device_id, cards in devdata.WAKEUP_PHONES.items():
         private[f"device-{device_id}"]["uim"] = {
             "device_id": device_id,
@@ -207,6 +208,15 @@ def _wakeup(private: dict[str, dict[str, Any]]) -> None:
         paygate["passwords"][u.user_id] = {"salt": salt.hex(), "hash": digest.hex()}
 
 
+def _webshops(private: dict[str, dict[str, Any]]) -> None:
+    """Seed 002 V3: each web shop's merchant code and catalogue (of those in ``private``)."""
+    for shop_id, merchant in devdata.WAKEUP_WEBSHOPS.items():
+        if shop_id in private:
+            private[shop_id]["merchant_code"] = merchant
+            private[shop_id]["catalogue"] = {code: [name, price] for code, (name, price)
+                                             in devdata.Catalogue().items.items()}
+
+
 # Services whose development identity is a signing key and nothing more, so an older key set
 # can be given one without being made again.
 KEY_ONLY_SERVICES: tuple[str, ...] = ("archiver",)
@@ -222,9 +232,13 @@ def add_missing_services(directory: Path) -> list[str]:
     if not registry_path.exists():
         return []
     registry = json.loads(registry_path.read_text())
-    missing = [a for a in KEY_ONLY_SERVICES if a not in registry["signing"]]
+    missing = [a for a in (*KEY_ONLY_SERVICES, *devdata.WAKEUP_WEBSHOPS)
+               if a not in registry["signing"]]
     for actor in missing:
         private, registry["signing"][actor] = keys.new_actor(actor)
+        if actor in devdata.WAKEUP_WEBSHOPS:  # seed 002 V3: its merchant code and catalogue
+            shaped: dict[str, dict[str, Any]] = {actor: private}
+            _webshops(shaped)
         path = Path(directory) / "actors" / f"{actor}.json"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:

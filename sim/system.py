@@ -142,7 +142,8 @@ def start_own(settings: Settings, agents: list[str], *, keep: bool = False,
                # Own HTTP ports: a `kessai up` on this machine keeps its defaults.
                "KESSAI_SHOP_HTTP_PORT": str(free_port()), "KESSAI_RELAY_PORT": str(free_port()),
                "KESSAI_DEVICE_HTTP_PORT": str(free_port()),
-               "KESSAI_SELECTOR_PORT": str(free_port())}
+               "KESSAI_SELECTOR_PORT": str(free_port()),
+               "KESSAI_WEBSHOP_PORT": str(free_port())}
         for name, label in worker_names(agents, replicas or {}):
             w = WorkerProc(name, settings.data_dir / "logs" / f"{label}.log", env,
                            worker_args=SIM_WORKER_ARGS)

@@ -25,7 +25,7 @@ from kessai.broker import wait_reachable
 from kessai.clock import SystemClock
 from kessai.errors import ConfigError
 from kessai.settings import Settings
-from schemas.wakeup import DeviceCommand, PosSale, SaleItem
+from schemas.wakeup import DeviceCommand, PosSale, SaleItem, WebOrder
 from sim import devdata
 from sim.journey import Hop, Watcher
 
@@ -46,6 +46,7 @@ class Journey:
     tax: int = 420
     expect: str = "COMPLETED"
     embodiment: int = 1  # 2: the encrypted card number (the user id typed at the POS)
+    webshop: str = ""  # V3: check out at this web shop (``pos_id`` names it too)
     sale_ref: str = field(default_factory=lambda: "sale-" + uuid.uuid4().hex[:8])
     hops: list[Hop] = field(default_factory=list)
     outcome: str = ""
@@ -70,6 +71,9 @@ class Journey:
         if h.at_ms < self.started_ms - 1000:
             return False
         if b.get("device_id") == self.device_id or h.key in (self.device_id, self.user_id):
+            return True
+        if self.webshop and b.get("shop_id") == self.webshop \
+                and b.get("order_ref") == self.sale_ref:
             return True
         if b.get("pos_id") == self.pos_id \
                 and b.get("sale_ref", b.get("request_ref", self.sale_ref)) == self.sale_ref:
@@ -162,6 +166,12 @@ def summary(h: Hop) -> str:
         return f"credit request {b['amount'][0]} {b['amount'][1]} with the encrypted number"
     if t == "credit-answer":
         return "allowance" if b["allowed"] else f"failure of authentication ({b['reason']})"
+    if t == "web-order":
+        lines = ", ".join(f"{i['name']}×{i['quantity']}" for i in b["items"])
+        return f"checkout at {b['shop_id']}: {lines} (+tax {b['tax']}), user id {b['user_id']}"
+    if t == "web-order-result":
+        return f"the web shop shows {b['outcome']}" + (f" ({b['reason']})" if b["reason"]
+                                                          else "")
     if t == "wakeup-tick":
         return "deadline reached"
     if t == "dead-letter":
@@ -210,9 +220,11 @@ class Driver:
                 method=j.method), j.pos_id)
         else:
             # Sa1–Sa6 first (the person logs in on the phone at the counter), then the clerk.
+            # V3: no POS at hand; the phone only authenticates, the id is typed at the shop.
             await self.send("kessai.device.commands", DeviceCommand(
-                j.device_id, "login", card=j.card, user_id=j.user_id, pos_id=j.pos_id,
-                wrong_password=j.wrong_password), j.device_id)
+                j.device_id, "login", card=j.card, user_id=j.user_id,
+                pos_id="" if j.webshop else j.pos_id, wrong_password=j.wrong_password),
+                j.device_id)
         quiet_until: float | None = None
         while time.monotonic() - t0 < timeout_s:
             for h in await watcher.poll(200):
@@ -225,7 +237,11 @@ class Driver:
                 b = h.body
                 if h.type == "phone-screen" and b["device_id"] == j.device_id:
                     j.phone.append(f"{b['screen']}: {b['text']}")
-                    if b["screen"] == "handed_over" and not sale_sent:
+                    if b["screen"] == "authenticated" and j.webshop and not sale_sent:
+                        sale_sent = True
+                        await self.send("kessai.webshop.orders", WebOrder(
+                            j.webshop, j.sale_ref, j.user_id, j.items, j.tax), j.webshop)
+                    elif b["screen"] == "handed_over" and not sale_sent:
                         sale_sent = True
                         await self.send("kessai.pos.sales", PosSale(
                             j.pos_id, j.sale_ref, j.items, j.tax, "JPY"), j.pos_id)
@@ -249,6 +265,12 @@ class Driver:
                     j.transaction_number = b["transaction_number"]
                 elif h.type == "pos-receipt" and b["sale_ref"] == j.sale_ref:
                     j.outcome, j.receipt = b["outcome"], list(b["lines"])
+                    quiet_until = time.monotonic() + 0.5
+                elif h.type == "web-order-result" and b["order_ref"] == j.sale_ref:
+                    j.outcome = b["outcome"]
+                    j.receipt = [f"WEB SHOP {j.webshop}  ORDER {j.sale_ref}",
+                                 f"TRANSACTION {b['transaction_number'] or '-'}",
+                                 b["outcome"] + (f" ({b['reason']})" if b["reason"] else "")]
                     quiet_until = time.monotonic() + 0.5
             if quiet_until is not None and time.monotonic() > quiet_until:
                 break
@@ -279,6 +301,8 @@ def demo_journeys() -> list[Journey]:
                 wrong_password=True, expect="PHONE_REJECTED"),
         Journey("card in no issuer range: stopped before the methods", device_id="5555555",
                 expect="STOPPED"),
+        Journey("web shop (V3): user id typed at checkout, phone confirms",
+                pos_id="webshop-1", webshop="webshop-1", method="R"),
         Journey("embodiment 2: encrypted card number, confirmed on the phone", embodiment=2),
         Journey("embodiment 2: wrong password in the reply", pos_id="pos-2",
                 device_id="2234567", embodiment=2, wrong_password=True, expect="REJECTED"),
@@ -310,6 +334,12 @@ def journey_from_args(args: argparse.Namespace) -> Journey:
     if args.device not in devdata.WAKEUP_PHONES:
         raise ConfigError(f"unknown phone {args.device!r}; dev phones: "
                           f"{', '.join(devdata.WAKEUP_PHONES)}")
+    webshop = getattr(args, "webshop", "")
+    if webshop and webshop not in devdata.WAKEUP_WEBSHOPS:
+        raise ConfigError(f"unknown web shop {webshop!r}; dev web shops: "
+                          f"{', '.join(devdata.WAKEUP_WEBSHOPS)}")
+    if webshop and args.embodiment == 2:
+        raise ConfigError("--webshop is embodiment 1's V3; embodiment 2 pays at a POS")
     if args.pos not in devdata.WAKEUP_POS:
         raise ConfigError(f"unknown POS {args.pos!r}; dev POS: {', '.join(devdata.WAKEUP_POS)}")
     card = "CARD A" if args.card == "main" else args.card
@@ -321,9 +351,9 @@ def journey_from_args(args: argparse.Namespace) -> Journey:
             raise ConfigError(f"--item must be CODE[:QTY] with a code of {', '.join(catalogue)}")
         name, price = catalogue[code]
         items.append(SaleItem(name, int(qty or 1), price))
-    j = Journey("pay", args.pos, args.device, card, args.method, not args.not_agree,
+    j = Journey("pay", webshop or args.pos, args.device, card, args.method, not args.not_agree,
                 args.wrong_password, items, tax=sum(i.price * i.quantity for i in items) // 10,
-                embodiment=args.embodiment)
+                embodiment=args.embodiment, webshop=webshop)
     j.user_id  # noqa: B018  (raises a clear error for a card the phone does not hold)
     return j
 

@@ -215,7 +215,8 @@ _SEED_002 = (
               may_hold_sealed_secrets=True),
     TopicSpec("kessai.device.sessions", "device id", 4, ("paygate",), ("device",),
               "M9 M11 M12 M14 M19 the gateway's side: certificate, error, details, methods, "
-              "completion; N2 the confirmation mail of embodiment 2."),
+              "completion; N2 the confirmation mail of embodiment 2; V4 the user's history "
+              "as HTML (M21, no card)."),
     TopicSpec("kessai.credit.requests", "user id", 4, ("paygate",), ("issuer",),
               "M16 credit requests; the card number and expiry only sealed to the credit "
               "server.", may_hold_sealed_secrets=True),
@@ -260,6 +261,33 @@ def _with_producers(specs: tuple[TopicSpec, ...], names: tuple[str, ...],
 
 CATALOGUE = _with_producers((*CATALOGUE, *_SEED_002), ("kessai.audit", "kessai.dead-letters"),
                             ("pos", "device", "direction", "paygate"))
+
+# Seed 002, added to the block above: V3 ([0117]–[0119], Fig. 20), the web shop in place of
+# the POS and the mobile terminal. It asks the gateway on the POS's topic (same contract,
+# P3/P4, G10) and gets its transaction numbers and completions on its own topics, so no POS
+# reads a web shop's replies nor the other way round. None of these carries a card number.
+_SEED_002_MORE = (
+    TopicSpec("kessai.webshop.orders", "shop id", 4, ("operator", "webshop"), ("webshop",),
+              "V3 checkouts at the web shop: goods priced by the shop and the user id typed "
+              "by the customer (no card, no password)."),
+    TopicSpec("kessai.webshop.txn-numbers", "shop id", 4, ("paygate",), ("webshop",),
+              "V3 M3 the transaction number the gateway issued for a web order."),
+    TopicSpec("kessai.webshop.completions", "shop id", 4, ("paygate",), ("webshop",),
+              "V3 M18 completion (or the stop, with its reason) over network 10A."),
+    TopicSpec("kessai.webshop.results", "shop id", 4, ("webshop",), ("operator",),
+              "V3 each web order's outcome as the shop's page shows it."),
+    # Sd4/P2: the POS's polls of its mobile terminal, sent to itself by its poll timer
+    # (co-partitioned with kessai.pos.sales and kessai.shortrange.user-ids).
+    TopicSpec("kessai.pos.polls", "pos id", 4, ("pos",), ("pos",),
+              "Sd4 a poll of the mobile terminal that found a user id for a waiting sale."),
+    # V4 ([0113], [0120], M21): the phone asks for its user's history; the HTML rendering of
+    # table 154b comes back on kessai.device.sessions.
+    TopicSpec("kessai.paygate.history-requests", "user id", 4, ("device",), ("paygate",),
+              "V4 M21 a phone asks for its user's transaction history (electronic receipt)."),
+)
+CATALOGUE = _with_producers((*CATALOGUE, *_SEED_002_MORE),
+                            ("kessai.paygate.txn-requests", "kessai.audit",
+                             "kessai.dead-letters"), ("webshop",))
 
 _BY_NAME = {t.name: t for t in CATALOGUE}
 

@@ -47,6 +47,7 @@ from schemas.wakeup import (
     ServerCertificate,
     SessionError,
     TransactionDetails,
+    TransactionHistory,
     WakeupTick,
 )
 
@@ -82,6 +83,7 @@ class Devices:
     table: MutableMapping[bytes, bytes]
     screens: dict[str, collections.deque[PhoneScreen]]
     screen_seq: dict[str, int] = field(default_factory=dict)
+    histories: dict[str, tuple[str, str]] = field(default_factory=dict)  # V4: id, HTML
 
     def load(self, device_id: str) -> app.Phone:
         raw = self.table.get(device_id.encode())
@@ -154,6 +156,8 @@ class Devices:
             return app.agree(uim, state, now, self.policy)
         if cmd.action == "not_agree":
             return app.not_agree(state)
+        if cmd.action == "history":
+            return app.history(uim, state, now, f"h-{uim.device_id}-{now}")
         if cmd.action == "confirm":
             return app.reply(uim, state, cmd.reply_sealed
                              or self.seal_reply(uim, state, cmd.wrong_password))
@@ -204,6 +208,9 @@ class Devices:
             return
         state = self.load(msg.device_id)
         if not self.fresh(inbound, state):
+            return
+        if isinstance(msg, TransactionHistory):  # V4: kept for the phone's page
+            self.histories[uim.device_id] = (msg.request_id, msg.html)
             return
         now = self.ctx.clock.now_ms()
         step: app.Step | app.Refusal
@@ -276,7 +283,8 @@ def register(ctx: AgentContext) -> None:
     ctx.handle(MAIL, devices.on_mail, types=(Mail,), senders=("direction",))
     ctx.handle(SESSIONS, devices.on_gateway,
                types=(ServerCertificate, SessionError, TransactionDetails, PaymentMethods,
-                      CompletionNotice, ConfirmationMail), senders=("paygate",))
+                      CompletionNotice, ConfirmationMail, TransactionHistory),
+               senders=("paygate",))
     ctx.handle(TIMERS, devices.on_tick, types=(WakeupTick,), senders=("device",))
     ctx.every(ctx.settings.timer_interval_s)(devices.scan_deadlines)
     if os.environ.get("KESSAI_DEVICE_HTTP", "1") == "1":

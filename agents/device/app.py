@@ -20,6 +20,7 @@ from schemas.wakeup import (
     CompletionNotice,
     ConfirmationMail,
     ConfirmationReply,
+    HistoryRequest,
     Mail,
     MailFetch,
     MethodChoice,
@@ -144,6 +145,7 @@ class Refusal:
 SHORTRANGE = "kessai.shortrange.user-ids"
 MAIL_FETCH = "kessai.direction.mail-fetch"
 GATEWAY = "kessai.paygate.sessions"
+HISTORY = "kessai.paygate.history-requests"
 
 
 def expire(state: Phone, now_ms: int) -> Phone:
@@ -164,6 +166,12 @@ def login(uim: Uim, state: Phone, card: str, user_id: str, typed_password: str, 
     if not ok or cred is None:
         return Step(state, (Show("rejected", "You are not the right person: rejected."),))
     auth = Auth(cred.user_id, cred.card, now_ms, now_ms + policy.auth_ttl_ms)
+    if not pos_id:
+        # V3: no POS at hand; the user types their id at a web shop's checkout, and the
+        # stored result answers the wake-up that follows.
+        return Step(replace(state, auth=auth), (
+            Show("authenticated", f"Authenticated as {cred.user_id}: enter it at the web "
+                                  "shop's checkout."),))
     return Step(replace(state, auth=auth), (
         Send(SHORTRANGE, ShortRangeUserId(pos_id, cred.user_id, uim.device_id), pos_id),
         Show("handed_over", f"User id sent to {pos_id}. Waiting for the payment request.")))
@@ -332,3 +340,15 @@ def reply(uim: Uim, state: Phone, password_sealed: bytes) -> Step:
         Send(GATEWAY, ConfirmationReply(c["user_id"], uim.device_id, c["request_ref"],
                                         password_sealed), c["user_id"]),
         Show("replied", "Reply sent.")))
+
+
+# -- V4: the transaction history ([0120]) ---------------------------------------------------
+def history(uim: Uim, state: Phone, now_ms: int, request_id: str) -> Step:
+    """Ask the gateway for the authenticated user's history; without a stored (unexpired)
+    authentication result nothing is sent."""
+    state = expire(state, now_ms)
+    if state.auth is None:
+        return Step(state, (Show("history_refused", "Log in first: the history is sent only "
+                                                    "to an authenticated user."),))
+    return Step(state, (Send(HISTORY, HistoryRequest(state.auth.user_id, uim.device_id,
+                                                     request_id), state.auth.user_id),))

@@ -1,7 +1,7 @@
 """The phone's screen in a browser (seed 002): a person logs in for a card (Fig. 13 and the
 user id / password screen), sees the wake-up arrive, the details with Agree / Not agree
-(Fig. 16), the method list (Fig. 17), the completion; and for embodiment 2 answers the
-confirmation with their password.
+(Fig. 16), the method list (Fig. 17), the completion; for embodiment 2 answers the
+confirmation with their password; and (V4) asks for the transaction history.
 
 Served by the device worker (``KESSAI_DEVICE_HTTP_PORT``, default 8470, loopback). The typed
 password stays in this process: it is compared with the UIM here (D1) and, for the
@@ -47,6 +47,8 @@ button {{ margin: 4px 4px 0 0; }}
 <div id="screen" data-screen="{screen}"><b id="screen-name">{screen}</b>
 <p id="screen-text">{text}</p></div>
 <div id="actions"></div>
+<p><button id="show-history">Transaction history</button></p>
+<div id="history" data-request=""></div>
 </div>
 <script>
 const base = "/phone/{device_id}";
@@ -56,7 +58,13 @@ async function post(path, data) {{
   await fetch(base + path, {{method: "POST", headers: {{"Content-Type": "application/json"}},
                              body: JSON.stringify(data)}});
 }}
+document.getElementById("show-history").onclick = () => post("/history", {{}});
 function render(s) {{
+  const h = document.getElementById("history");
+  if (s.history_id && h.dataset.request !== s.history_id) {{
+    h.innerHTML = s.history;  // the gateway's rendering of table 154b (escaped there)
+    h.dataset.request = s.history_id;
+  }}
   document.getElementById("screen").dataset.screen = s.screen;
   document.getElementById("screen-name").textContent = s.screen;
   document.getElementById("screen-text").textContent = s.text;
@@ -94,7 +102,7 @@ function render(s) {{
         `<option>${{c}}</option>`).join("")}}</select></label>
       <label>User ID <input id="user-id"></label>
       <label>Password <input id="password" type="password"></label>
-      <label>POS <input id="pos" value="pos-1"></label>
+      <label>POS <input id="pos" value="pos-1"> (empty for a web shop)</label>
       <button id="login">OK</button>`;
     document.getElementById("login").onclick = () => post("/login", {{
       card: document.getElementById("card").value,
@@ -136,7 +144,9 @@ class Front:
                                                  "password.",
                 "options": list(last.options) if last else [],
                 "seq": self.devices.screen_seq.get(uim.device_id, 0),
-                "busy": state.session is not None}
+                "busy": state.session is not None,
+                "history_id": self.devices.histories.get(uim.device_id, ("", ""))[0],
+                "history": self.devices.histories.get(uim.device_id, ("", ""))[1]}
 
     async def index(self, request: web.Request) -> web.Response:
         links = "".join(f'<li><a href="/phone/{d}">{d}</a></li>' for d in self.devices.uims)
@@ -174,10 +184,16 @@ class Front:
         uim = self.uim(request)
         form = await request.json()
         action = str(form.get("action"))
-        if action not in ("agree", "not_agree", "choose"):
+        if action not in ("agree", "not_agree", "choose", "history"):
             raise web.HTTPBadRequest(text="unknown action")
         await self.command(uim, DeviceCommand(uim.device_id, action,  # type: ignore[arg-type]
                                               method=str(form.get("method", ""))))
+        return web.json_response({"ok": True})
+
+    async def history(self, request: web.Request) -> web.Response:
+        """V4: ask the gateway for the logged-in user's history (shown when it comes)."""
+        uim = self.uim(request)
+        await self.command(uim, DeviceCommand(uim.device_id, "history"))
         return web.json_response({"ok": True})
 
     async def confirm(self, request: web.Request) -> web.Response:
@@ -201,6 +217,7 @@ class Front:
         a.router.add_post("/phone/{device_id}/login", self.login)
         a.router.add_post("/phone/{device_id}/press", self.press)
         a.router.add_post("/phone/{device_id}/confirm", self.confirm)
+        a.router.add_post("/phone/{device_id}/history", self.history)
         return a
 
 

@@ -14,6 +14,8 @@ Protocol, top to bottom, per transaction (decisions in ``txn``, tables in ``tabl
             number and expiry sealed to it (G7, G9).
 6. Se16     ``CreditResponse`` → the completion to the POS and the phone (G8); the
             transaction goes to the user's history (V4).
+7. M21      ``HistoryRequest`` from the user's registered phone → the history as HTML (V4).
+A web shop (V3) asks as a POS does and is answered on its own topics.
 Deadlines fire without traffic: a timer scans the partitions this worker owns and sends
 itself a ``WakeupTick`` through ``kessai.paygate.timers``, so every change happens inside a
 stream event.
@@ -33,12 +35,13 @@ from typing import Any
 import msgpack
 from aiokafka.partitioner import DefaultPartitioner
 
-from agents.paygate import encrypted_agent
+from agents.paygate import encrypted_agent, receipts
 from agents.paygate import txn as machine
 from agents.paygate.encrypted_agent import Encrypted
 from agents.paygate.tables import Tables, issuer_of
 from kessai import authenticators, crypto
 from kessai.errors import ConfigError
+from kessai.handlers import actor_kind
 from kessai.money import Money
 from kessai.runtime import AgentContext, Inbound
 from protocols import wakeup
@@ -48,9 +51,11 @@ from schemas.wakeup import (
     CreditRequest,
     CreditResponse,
     GatewayCertificate,
+    HistoryRequest,
     MethodChoice,
     ProceedRequest,
     SessionOpen,
+    TransactionHistory,
     TxnNumberRequest,
     WakeupTick,
 )
@@ -69,6 +74,18 @@ MAIL_REQUESTS = "kessai.direction.mail-requests"
 DEVICE_SESSIONS = "kessai.device.sessions"
 SEEN_KEPT = 32
 HISTORY_KEPT = 100
+HISTORY_REQUESTS = "kessai.paygate.history-requests"
+# V3: a web shop (``webshop-<n>``) asks as a POS does and gets its replies on its own topics.
+WEBSHOP_TXN_NUMBERS = "kessai.webshop.txn-numbers"
+WEBSHOP_COMPLETIONS = "kessai.webshop.completions"
+
+
+def reply_topic(requester: str, message_type: str) -> str:
+    """Where a transaction number or a completion goes: the requester's own kind of topic."""
+    web = actor_kind(requester) == "webshop"
+    if message_type == "txn-number":
+        return WEBSHOP_TXN_NUMBERS if web else TXN_NUMBERS
+    return WEBSHOP_COMPLETIONS if web else COMPLETIONS
 
 
 def policy_from_env() -> machine.Policy:
@@ -126,7 +143,7 @@ class Paygate:
 
     async def carry_out(self, state: machine.Txn | None, effect: machine.Effect) -> None:
         if isinstance(effect, machine.ToPos):
-            topic = TXN_NUMBERS if effect.message.TYPE == "txn-number" else COMPLETIONS
+            topic = reply_topic(effect.message.pos_id, effect.message.TYPE)
             await self.ctx.emit(topic, effect.message,
                                 effect.message.transaction_number or effect.message.sale_ref,
                                 key=effect.message.pos_id)
@@ -225,6 +242,24 @@ class Paygate:
         await self.apply(inbound, current,
                          machine.on_credit(current, msg, self.ctx.clock.now_ms()))
 
+    async def on_history(self, inbound: Inbound) -> None:
+        """V4 (M21): the user's table 154b as HTML, to the phone registered for the user id
+        (the one that signed). Read-only: a redelivered request only repeats the answer."""
+        msg: HistoryRequest = inbound.message
+        user = self.tables.users.get(msg.user_id)
+        if user is None or msg.device_id != user.device_id \
+                or inbound.sender != f"device-{user.device_id}":
+            await self.ctx.dead_letter("device_mismatch", f"{inbound.sender} is not the device "
+                                       f"registered for user {msg.user_id}", inbound.topic,
+                                       inbound.partition, inbound.offset, inbound.raw,
+                                       inbound.key)
+            return
+        rows = self.user_history(msg.user_id)
+        await self.ctx.emit(DEVICE_SESSIONS, TransactionHistory(
+            user.device_id, msg.user_id, msg.request_id,
+            receipts.render(msg.user_id, rows, self.tables.merchant_name), len(rows)),
+            msg.request_id, key=user.device_id)
+
     async def on_tick(self, inbound: Inbound) -> None:
         msg: WakeupTick = inbound.message
         current = self.load(msg.key)
@@ -266,14 +301,17 @@ def certificate_from(cfg: dict[str, Any]) -> GatewayCertificate:
 
 
 def declare(ctx: AgentContext, gateway: Paygate) -> None:
+    # A POS (or, V3, a web shop) asks only for itself: the completion goes where it names.
     ctx.handle(TXN_REQUESTS, gateway.on_txn_request, types=(TxnNumberRequest,),
-               senders=("pos",))
+               senders=("pos", "webshop"), sender_is="pos_id")
     ctx.handle(SESSIONS, gateway.on_session,
                types=(SessionOpen, AuthRequest, ProceedRequest, MethodChoice),
                senders=("device",))
     ctx.handle(CREDIT_RESPONSES, gateway.on_credit_response, types=(CreditResponse,),
                senders=("issuer",))
     ctx.handle(TIMERS, gateway.on_tick, types=(WakeupTick,), senders=("paygate",))
+    ctx.handle(HISTORY_REQUESTS, gateway.on_history, types=(HistoryRequest,),
+               senders=("device",))  # V4: the electronic receipt
 
 
 def register(ctx: AgentContext) -> None:

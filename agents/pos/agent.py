@@ -3,7 +3,10 @@ merchant code (decisions in ``sales``).
 
 1. Sd1–Sd3 ``PosSale`` from the clerk (the operator): kept; without the service the
            conventional path and a receipt, no message to the gateway (P1).
-2. Sd4/Sd5 ``ShortRangeUserId`` from a phone: paired with the waiting sale → one
+2. M1      ``ShortRangeUserId`` from a phone: buffered in the mobile terminal.
+   Sd4/Sd5 the POS polls the terminal every ``KESSAI_POS_POLL_MS`` (1 s [X]): a timer scans
+           the POSes this worker owns and sends a ``WakeupTick`` through ``kessai.pos.polls``
+           to each whose buffer holds an id for a waiting sale; the tick pairs them → one
            ``TxnNumberRequest`` (transaction info, merchant code, user id; no card) (P2, P3).
 3. Sd6     ``TxnNumber`` stored with the sale; Sd7 ``PosCompletion`` stored, receipt printed
            on ``kessai.pos.receipts`` (P4).
@@ -12,9 +15,11 @@ merchant code (decisions in ``sales``).
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import replace
 
 import msgpack
+from aiokafka.partitioner import DefaultPartitioner
 
 from agents.pos import sales
 from kessai.errors import ConfigError
@@ -31,6 +36,7 @@ from schemas.wakeup import (
     Receipt,
     ShortRangeUserId,
     TxnNumber,
+    WakeupTick,
 )
 
 log = logging.getLogger("kessai.pos")
@@ -46,6 +52,17 @@ CARD_REQUESTS = "kessai.paygate.card-requests"
 CARD_NUMBERS = "kessai.pos.card-numbers"
 POS_CREDIT = "kessai.credit.pos-requests"
 CREDIT_ANSWERS = "kessai.pos.credit-answers"
+POLLS = "kessai.pos.polls"
+DEFAULT_POLL_MS = 1_000
+_PARTITIONER = DefaultPartitioner()
+
+
+def poll_ms_from_env() -> int:
+    """P2/X1: how often the POS polls the mobile terminal (``KESSAI_POS_POLL_MS`` [X])."""
+    raw = os.environ.get("KESSAI_POS_POLL_MS", str(DEFAULT_POLL_MS))
+    if not raw.isdigit() or int(raw) <= 0:
+        raise ConfigError(f"KESSAI_POS_POLL_MS must be a positive number of ms, not {raw!r}")
+    return int(raw)
 
 
 def register(ctx: AgentContext) -> None:
@@ -72,7 +89,9 @@ def register(ctx: AgentContext) -> None:
         if isinstance(msg, PosSale):
             step = sales.on_sale(pos_id, merchant, state, msg)
         elif isinstance(msg, ShortRangeUserId):
-            step = sales.on_user_id(pos_id, merchant, state, msg)
+            step = sales.on_user_id(state, msg)
+        elif isinstance(msg, WakeupTick):
+            step = sales.on_poll(pos_id, merchant, state)
         elif isinstance(msg, TxnNumber):
             step = sales.on_txn_number(state, msg)
         elif isinstance(msg, PosCompletion):
@@ -101,7 +120,8 @@ def register(ctx: AgentContext) -> None:
             replace(new, seen=[*new.seen, msg_id][-32:]).to_wire(), use_bin_type=True)
 
     async def handle(inbound: Inbound) -> None:
-        pos_id = inbound.message.pos_id
+        msg = inbound.message
+        pos_id = msg.key if isinstance(msg, WakeupTick) else msg.pos_id
         key = inbound.key.decode("utf-8", "replace") if inbound.key else ""
         if pos_id not in merchants or key != pos_id:
             await ctx.dead_letter("unknown_pos", f"no POS {pos_id} here (key {key})",
@@ -110,7 +130,22 @@ def register(ctx: AgentContext) -> None:
             return
         await run(inbound, pos_id)
 
+    async def poll() -> None:
+        """Sd4: poll the mobile terminal of each POS this worker owns (not its standbys)."""
+        active = ctx.active_partitions(SALES)
+        if not active:
+            return
+        for key, raw in list(table.items()):
+            if int(_PARTITIONER(key, [0, 1, 2, 3], [0, 1, 2, 3])) not in active:
+                continue
+            pos_id = key.decode()
+            if pos_id in merchants and sales.poll_due(sales.Pos.from_wire(msgpack.unpackb(raw))):
+                await ctx.emit(POLLS, WakeupTick(pos_id, ctx.clock.now_ms()), pos_id,
+                               key=pos_id, sender=pos_id)
+
     ctx.handle(SALES, handle, types=(PosSale,), senders=("operator",))
+    ctx.handle(POLLS, handle, types=(WakeupTick,), senders=("pos",), sender_is="key")
+    ctx.every(poll_ms_from_env() / 1000)(poll)
     ctx.handle(SHORTRANGE, handle, types=(ShortRangeUserId,), senders=("device",))
     ctx.handle(TXN_NUMBERS, handle, types=(TxnNumber,), senders=("paygate",))
     ctx.handle(COMPLETIONS, handle, types=(PosCompletion,), senders=("paygate",))

@@ -1,8 +1,10 @@
 """One POS terminal's sales as pure functions (seed 002, Fig. 18: Sd1–Sd7; P1–P4).
 
-The POS pairs the clerk's sale with the user id the phone handed over (the mobile terminal's
-buffer, which the POS polls: here the pairing is tried whenever either arrives), asks the
-gateway once for a transaction number, stores it, and on the completion prints a receipt.
+The phone hands its user id to the mobile terminal (its buffer, kept with the POS's state);
+the POS polls that buffer on a timer (Sd4, P2: "periodically until Mobile terminal 17 receives
+a user ID"), pairs the oldest waiting sale with the oldest id it finds, asks the gateway once
+for a transaction number, stores it, and on the completion prints a receipt. Neither the sale
+nor the id's arrival pairs by itself: only a poll does.
 It never holds a card number: none reaches it.
 """
 
@@ -73,7 +75,7 @@ class Step:
 def _pair(pos_id: str, merchant_code: str, state: Pos) -> Step:
     """Sd4/Sd5: the oldest sale waiting for a user id gets the oldest handed-over id."""
     waiting = [s for s in state.sales.values()
-               if s.use_service and not s.user_id and not s.outcome]
+               if s.use_service and not s.user_id and not s.outcome and not s.card_user]
     if not waiting or not state.waiting_users:
         return Step(state)
     sale, user_id = waiting[0], state.waiting_users[0]
@@ -121,14 +123,24 @@ def on_sale(pos_id: str, merchant_code: str, state: Pos, msg: PosSale) -> Step:
         return Step(replace(state, sales={**state.sales, sale.sale_ref: sale}),
                     (CardNumberRequest(pos_id, sale.sale_ref, sale.card_user, merchant_code,
                                        Money(sale.total, sale.currency)),))
-    return _pair(pos_id, merchant_code, replace(state, sales={**state.sales,
-                                                              sale.sale_ref: sale}))
+    return Step(replace(state, sales={**state.sales, sale.sale_ref: sale}))  # Sd4: poll
 
 
-def on_user_id(pos_id: str, merchant_code: str, state: Pos, msg: ShortRangeUserId) -> Step:
-    """Sd4: the user id the phone handed over (P2)."""
-    return _pair(pos_id, merchant_code,
-                 replace(state, waiting_users=[*state.waiting_users, msg.user_id]))
+def on_user_id(state: Pos, msg: ShortRangeUserId) -> Step:
+    """M1: the user id the phone handed over waits in the mobile terminal until polled."""
+    return Step(replace(state, waiting_users=[*state.waiting_users, msg.user_id]))
+
+
+def poll_due(state: Pos) -> bool:
+    """Whether this poll of the mobile terminal finds a user id for a waiting sale (P2)."""
+    return bool(state.waiting_users) and any(
+        s.use_service and not s.user_id and not s.outcome and not s.card_user
+        for s in state.sales.values())
+
+
+def on_poll(pos_id: str, merchant_code: str, state: Pos) -> Step:
+    """Sd4/Sd5: the poll reads the buffered user id → the request for a transaction number."""
+    return _pair(pos_id, merchant_code, state)
 
 
 def on_txn_number(state: Pos, msg: TxnNumber) -> Step:

@@ -86,7 +86,8 @@ def system(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
            "KESSAI_SHOP_RESULT_WAIT_MS": "5000",
            "KESSAI_RELAY_PORT": str(relay_port), "KESSAI_SHOP_HTTP_PORT": str(shop_port),
            "KESSAI_DEVICE_HTTP_PORT": str(free_port()),
-           "KESSAI_SELECTOR_PORT": str(free_port()), **WAKEUP_ENV}
+           "KESSAI_SELECTOR_PORT": str(free_port()), "KESSAI_WEBSHOP_PORT": str(free_port()),
+           **WAKEUP_ENV}
     workers = {name: WorkerProc(name, s.data_dir / "logs" / f"{name}.log", env,
                                 worker_args=("--sim",))
                for name in AGENTS}

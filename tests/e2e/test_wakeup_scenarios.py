@@ -111,6 +111,56 @@ async def test_1_happy_path_in_store(tier: Tier) -> None:
     assert len(credit) == 1 and credit[0].method == "I" and credit[0].amount.minor == TOTAL
 
 
+@pytest.fixture
+async def memory(keys_dir, tmp_path, monkeypatch: pytest.MonkeyPatch
+                 ) -> AsyncIterator[MemoryTier]:
+    """The in-memory tier alone, for what only an injected clock can show."""
+    for k, v in WAKEUP_ENV.items():
+        monkeypatch.setenv(k, v)
+    t = MemoryTier(Settings(keys_dir=keys_dir, data_dir=tmp_path, **E2E_TIMINGS),
+                   WAKEUP_AGENTS)
+    try:
+        yield t
+    finally:
+        await t.close()
+
+
+async def test_p2_the_pos_takes_the_user_id_only_when_it_polls(memory: MemoryTier) -> None:
+    """P2/Sd4: the handed-over user id waits in the mobile terminal; only the POS's poll timer
+    takes it and then asks for the transaction number (in memory, where time stands still
+    until the test moves it; on the broker every POS scenario above needs the poll)."""
+    tier = memory
+    from schemas.wakeup import DeviceCommand, PosSale, TxnNumberRequest, WakeupTick
+    from tests.e2e.wakeup_world import FIG16_ITEMS, TAX, next_poll
+
+    sale_ref, before = ref(), len(await screens_of(tier, "1234567"))
+    await tier.send("kessai.pos.sales", PosSale("pos-1", sale_ref, FIG16_ITEMS, TAX, "JPY"),
+                    "pos-1", "operator")
+    await tier.send("kessai.device.commands", DeviceCommand(
+        "1234567", "login", card="CARD A", user_id="00001", pos_id="pos-1"), "1234567",
+        "operator")
+    handed = await tier.wait_for("kessai.shortrange.user-ids",
+                                 lambda m: isinstance(m, ShortRangeUserId)
+                                 and m.device_id == "1234567" and m.pos_id == "pos-1")
+    assert not [m for m in await messages(tier, "kessai.paygate.txn-requests",
+                                          TxnNumberRequest) if m.sale_ref == sale_ref]
+    await next_poll(tier)
+    req = await tier.wait_for("kessai.paygate.txn-requests",
+                              lambda m: isinstance(m, TxnNumberRequest)
+                              and m.sale_ref == sale_ref)
+    assert req.user_id == handed.user_id == "00001"
+    asked_at = next(e.created_ms for e, m in await records(
+        tier, "kessai.paygate.txn-requests") if getattr(m, "sale_ref", "") == sale_ref)
+    polls = [e.created_ms for e, m in await records(tier, "kessai.pos.polls")
+             if isinstance(m, WakeupTick) and m.key == "pos-1" and e.created_ms <= asked_at]
+    assert polls, "the request was not sent by a poll"
+    await screen(tier, "1234567", "details", before)  # finish it: the user is free again
+    await press(tier, "1234567", "agree")
+    await screen(tier, "1234567", "methods", before)
+    await press(tier, "1234567", "choose", method="L")
+    assert (await receipt(tier, "pos-1", sale_ref)).outcome == "COMPLETED"
+
+
 async def test_2_wrong_password_sends_nothing(tier: Tier) -> None:
     """X3 (2), D1: a wrong password → rejected on the phone, no user id handed over."""
     before = len(await screens_of(tier, "2234567"))
@@ -259,6 +309,90 @@ async def test_9_methods_follow_fig_10_and_nothing_else_is_taken(tier: Tier) -> 
     assert (done.outcome, done.reason) == ("STOPPED", "method_not_offered")
     assert not [m for m in await messages(tier, "kessai.credit.requests", CreditRequest)
                 if m.transaction_number == done.transaction_number]
+
+
+async def test_10_online_shop_in_place_of_the_pos(tier: Tier) -> None:
+    """X3 (10), V3/G10: the customer authenticates on the phone, checks out at the web shop
+    with their user id; the gateway wakes the phone, it agrees and picks a method; the web
+    shop gets the completion on its own topic (no POS sees it)."""
+    from schemas.wakeup import TxnNumberRequest, WebOrder, WebOrderResult
+    from tests.e2e.wakeup_world import FIG16_ITEMS, TAX
+
+    before = len(await screens_of(tier, "1234567"))
+    await press(tier, "1234567", "login", card="CARD A", user_id="00001", pos_id="")
+    await screen(tier, "1234567", "authenticated", before)
+    order_ref = ref()
+    await tier.send("kessai.webshop.orders", WebOrder("webshop-1", order_ref, "00001",
+                                                      FIG16_ITEMS, TAX), "webshop-1", "operator")
+    await screen(tier, "1234567", "details", before)
+    await press(tier, "1234567", "agree")
+    methods = await screen(tier, "1234567", "methods", before)
+    assert [o.split(":")[0] for o in methods.options] == ["L", "I", "R"]
+    await press(tier, "1234567", "choose", method="R")
+    done = await tier.wait_for("kessai.webshop.results",
+                               lambda m: isinstance(m, WebOrderResult)
+                               and m.order_ref == order_ref)
+    assert (done.shop_id, done.outcome, done.method) == ("webshop-1", "COMPLETED", "R")
+    asked = [m for m in await messages(tier, "kessai.paygate.txn-requests", TxnNumberRequest)
+             if m.sale_ref == order_ref]
+    assert [(m.pos_id, m.merchant_code, m.user_id, m.total) for m in asked] == \
+        [("webshop-1", "1111111111", "00001", TOTAL)]
+    assert not [m for m in await messages(tier, "kessai.pos.completions", PosCompletion)
+                if m.sale_ref == order_ref]
+    # No card on any topic the web shop reads: test_z scans them (after this test).
+
+
+async def test_10_a_pos_cannot_ask_in_a_web_shops_name(tier: Tier) -> None:
+    """V3: the completion goes to the requester the request names, so that name must be the
+    signer's: a POS naming web shop 1 is a dead letter and gets no transaction number."""
+    from schemas.wakeup import TxnNumberRequest
+    from tests.e2e.wakeup_world import FIG16_ITEMS, TAX
+
+    order_ref = ref()
+    await tier.send("kessai.paygate.txn-requests", TxnNumberRequest(
+        "webshop-1", order_ref, "1111111111", "00003", FIG16_ITEMS, TAX, TOTAL, "JPY"),
+        "00003", "pos-1")
+
+    async def probe() -> None:
+        letters = [m for m in await messages(tier, "kessai.dead-letters", DeadLetter)
+                   if m.topic == "kessai.paygate.txn-requests"
+                   and order_ref.encode() in m.original]
+        assert [m.reason for m in letters] == ["sender_mismatch"]
+
+    await eventually(tier, probe)
+    assert not [m for m in await messages(tier, "kessai.webshop.txn-numbers", TxnNumber)
+                if m.sale_ref == order_ref]
+
+
+async def test_v4_the_gateway_sends_the_users_history_to_their_phone_only(tier: Tier) -> None:
+    """V4/G10 (M21): after a payment the logged-in phone asks for its user's history; the
+    gateway renders table 154b as HTML (merchant, goods, total, method, outcome; no card) to
+    that phone. Another phone asking for the same user gets a dead letter, no history."""
+    from schemas.wakeup import HistoryRequest, TransactionHistory
+
+    sale_ref, _ = await pay_until_methods(tier, "pos-2", "2234567", "CARD A", "00002")
+    await press(tier, "2234567", "choose", method="pB")
+    number = (await receipt(tier, "pos-2", sale_ref)).transaction_number
+    await press(tier, "2234567", "history")
+    got = await tier.wait_for("kessai.device.sessions",
+                              lambda m: isinstance(m, TransactionHistory)
+                              and m.device_id == "2234567" and number in m.html)
+    row = next(r for r in got.html.split("<tr") if number in r)
+    for shown in ("B (2222222222)", "Sencha 100g ×2", f"{TOTAL} JPY", "bonus (partial)",
+                  "COMPLETED"):
+        assert shown in row, (shown, row)
+    assert not [c for c in secrets_of_the_dev_world() if c.decode() in got.html]
+    rogue = "h-rogue-" + uuid.uuid4().hex[:6]
+    await tier.send("kessai.paygate.history-requests", HistoryRequest("00002", "7654321", rogue),
+                    "00002", "device-7654321")
+
+    async def probe() -> None:
+        letters = [m for m in await messages(tier, "kessai.dead-letters", DeadLetter)
+                   if m.topic == "kessai.paygate.history-requests"
+                   and rogue.encode() in m.original]
+        assert [m.reason for m in letters] == ["device_mismatch"]
+
+    await eventually(tier, probe)
 
 
 async def test_c1_the_credit_server_checks_the_card_and_refuses_over_its_limit(
@@ -532,10 +666,12 @@ async def test_z_no_topic_the_pos_phone_or_direction_read_carries_a_secret(tier:
     if isinstance(tier, MemoryTier):
         await test_1_happy_path_in_store(tier)
         await test_6_not_agree_sends_nothing_and_the_gateway_times_out(tier)
+        await test_10_online_shop_in_place_of_the_pos(tier)
     # Embodiment 2 here on both tiers, so its keys are on the log even when this test runs
     # alone (on the broker the scenarios before it add their records too).
     await test_11_embodiment_2_happy_path(tier)
-    exposed = {t.name for kind in ("pos", "device", "direction") for t in readable_by(kind)}
+    exposed = {t.name for kind in ("pos", "device", "direction", "webshop")
+               for t in readable_by(kind)}
     secrets = secrets_of_the_dev_world()
     # K4: the decryption keys of embodiment 2 (opened here with the credit server's key).
     from protocols import wakeup as w

@@ -22,8 +22,10 @@ WAKEUP_ENV = {
     "KESSAI_DEVICE_AUTH_TTL_MS": "12000",
     "KESSAI_PAYGATE_REPLY_MS": "15000",
     "KESSAI_CREDIT_KEY_WAIT_MS": "3000",
+    "KESSAI_POS_POLL_MS": "500",
 }
-WAKEUP_AGENTS = ("paygate", "direction", "pos", "device", "issuer")
+POLL_MS = int(WAKEUP_ENV["KESSAI_POS_POLL_MS"])
+WAKEUP_AGENTS = ("paygate", "direction", "pos", "device", "issuer", "webshop")
 FIG16_ITEMS = [SaleItem("Sencha 100g", 2, 1200), SaleItem("Mug", 1, 1800)]
 TAX = 420
 TOTAL = 2 * 1200 + 1800 + TAX
@@ -36,11 +38,21 @@ def ref() -> str:
 async def sale(tier: Tier, pos_id: str, sale_ref: str, use_service: bool = True) -> None:
     await tier.send("kessai.pos.sales", PosSale(pos_id, sale_ref, FIG16_ITEMS, TAX, "JPY",
                                                 use_service), pos_id, "operator")
+    await next_poll(tier)
+
+
+async def next_poll(tier: Tier) -> None:
+    """In memory, time moves only when told: let the POS's poll timer come round once (on
+    the broker it comes round by itself)."""
+    if isinstance(tier, MemoryTier):
+        await tier.elapse(POLL_MS)
 
 
 async def press(tier: Tier, device_id: str, action: str, **kw: Any) -> None:
     await tier.send("kessai.device.commands", DeviceCommand(device_id, action, **kw),  # type: ignore[arg-type]
                     device_id, "operator")
+    if action == "login":
+        await next_poll(tier)  # the hand-over waits in the mobile terminal for a poll
 
 
 async def raw_values(tier: Tier, topic: str) -> list[bytes]:

@@ -91,6 +91,22 @@ def test_the_phone_trusts_only_the_anchors_certificate_for_its_gateway(bad: str)
                              crypto.signing_public(GW), 1_000)
 
 
+def test_a_signature_under_the_user_certificate_domain_is_not_a_gateway_certificate():
+    """D6, domain separation: the CA's signature over the same fields under the user
+    certificates' domain (``kessai.certificates.DOMAIN``) does not make a gateway certificate,
+    and the gateway certificate's signature does not verify as a user certificate's."""
+    from kessai import certificates
+
+    plain = GatewayCertificate("paygate", ADDRESS, crypto.signing_public(GW), 10**13)
+    other = certificates.issue(CA, plain)
+    assert other.ca_signature
+    with pytest.raises(wakeup.GatewayNotTrusted):
+        wakeup.check_certificate(other, crypto.signing_public(CA), ADDRESS, "paygate",
+                                 crypto.signing_public(GW), 1_000)
+    assert wakeup.certificate_bytes(plain) != certificates.certificate_bytes(plain)
+    assert wakeup.issue_certificate(CA, plain).ca_signature != other.ca_signature
+
+
 def test_the_phone_sends_nothing_when_the_certificate_fails():
     """D6: before the check nothing sensitive leaves; after a failure nothing at all."""
     uim = app.Uim("1234567", ADDRESS, "payment@paygate", "ca",
@@ -117,3 +133,24 @@ def test_one_mail_per_transaction_and_only_for_its_device():
     assert problem is None and mail is not None
     assert mail.sender == "payment@paygate" and wakeup.START_PAYMENT_APP in mail.commands
     assert mailbox.on_fetch(box, MailFetch("1234567", "nope"), "f2")[2] == "no_such_mail"
+
+
+def test_a_poll_is_due_only_for_a_buffered_user_id_and_a_waiting_sale():
+    """P2/Sd4/E11: the POS's poll finds work only when the mobile terminal holds a user id
+    and a service sale waits; the id's arrival alone sends nothing, the poll pairs them."""
+    from agents.pos import sales
+    from schemas.wakeup import PosSale, SaleItem, ShortRangeUserId
+
+    items = [SaleItem("Mug", 1, 1800)]
+    empty = sales.Pos()
+    with_id = sales.on_user_id(empty, ShortRangeUserId("pos-1", "00001", "1234567"))
+    assert with_id.out == () and not sales.poll_due(with_id.state)
+    sold = sales.on_sale("pos-1", "1111111111", with_id.state,
+                         PosSale("pos-1", "s1", items, 180))
+    assert sold.out == () and sales.poll_due(sold.state)
+    polled = sales.on_poll("pos-1", "1111111111", sold.state)
+    assert [(m.user_id, m.sale_ref) for m in polled.out] == [("00001", "s1")]  # type: ignore[union-attr]
+    assert not sales.poll_due(polled.state)
+    card = sales.on_sale("pos-1", "1111111111", with_id.state,
+                         PosSale("pos-1", "s2", items, 180, encrypted_card_user="00001"))
+    assert not sales.poll_due(card.state)  # embodiment 2 takes no handed-over id
