@@ -1,7 +1,7 @@
 """The web shop's page (seed 002 V3, Fig. 20): a person picks goods, types their user id at
 checkout, confirms on their phone (woken by the gateway), and the page shows the completion.
 
-Served by the web shop worker (``KESSAI_WEBSHOP_PORT``, default 8480, loopback). Prices come
+Served by the web shop worker (``KESSAI_WEBSHOP_PORT``, default 8490, loopback). Prices come
 from the shop's own catalogue, never from the browser; the tax rate is the shop's setting
 (``tax_percent`` in its key file, 10 by default [X]). Checkout becomes a ``WebOrder`` from the
 shop itself, so the order is taken in a stream event like any other input. Nothing a card
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from agents.webshop.agent import WebShops
 
 ORDERS = "kessai.webshop.orders"
-DEFAULT_PORT = 8480
+DEFAULT_PORT = 8490
 TAX_PERCENT = 10
 
 PAGE = """<!doctype html>
