@@ -149,6 +149,7 @@ async def wakeup_day(settings: Settings) -> RecordingBus:
             await send("kessai.device.commands", DeviceCommand(device, "login", card="CARD A",
                                                                user_id=user, pos_id=pos),
                        device, "operator")
+            await bus.elapse(1_000)  # the hand-over waits in the mobile terminal for the POS's poll
             for p in presses:
                 await send("kessai.device.commands", DeviceCommand(device, **p), device,
                            "operator")

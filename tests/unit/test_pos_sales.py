@@ -55,33 +55,46 @@ def test_a_sale_without_the_service_is_paid_conventionally_with_a_receipt() -> N
 
 
 def test_a_sale_waits_for_the_user_id_then_asks_for_a_transaction_number() -> None:
-    """Sd4/Sd5: whichever arrives first, the pair makes one request with the sale's total."""
+    """Sd4/Sd5: whichever arrives first, the POS's poll pairs them into one request with the
+    sale's total; nothing is asked before the poll (P2)."""
     waiting = sales.on_sale(POS, MERCHANT, Pos(), sale_msg())
     assert waiting == Step(Pos({"s1": a_sale()}))
-    paired = sales.on_user_id(POS, MERCHANT, waiting.state, ShortRangeUserId(POS, "00001", "d"))
+    handed = sales.on_user_id(waiting.state, ShortRangeUserId(POS, "00001", "d"))
+    assert handed == Step(Pos({"s1": a_sale()}, ["00001"]))
+    assert sales.poll_due(handed.state)
+    paired = sales.on_poll(POS, MERCHANT, handed.state)
     assert paired == Step(Pos({"s1": a_sale(user_id="00001")}), (txn_request(),))
-    user_first = sales.on_user_id(POS, MERCHANT, Pos(), ShortRangeUserId(POS, "00001", "d"))
+    user_first = sales.on_user_id(Pos(), ShortRangeUserId(POS, "00001", "d"))
     assert user_first == Step(Pos(waiting_users=["00001"]))
-    assert sales.on_sale(POS, MERCHANT, user_first.state, sale_msg()) == paired
+    assert not sales.poll_due(user_first.state)
+    then_sale = sales.on_sale(POS, MERCHANT, user_first.state, sale_msg())
+    assert then_sale == Step(Pos({"s1": a_sale()}, ["00001"]))
+    assert sales.on_poll(POS, MERCHANT, then_sale.state) == paired
 
 
 def test_the_oldest_waiting_sale_gets_the_oldest_handed_over_user_id() -> None:
     state = Pos()
     for ref in ("s1", "s2"):
         state = sales.on_sale(POS, MERCHANT, state, sale_msg(ref)).state
-    one = sales.on_user_id(POS, MERCHANT, state, ShortRangeUserId(POS, "u1", "d"))
-    two = sales.on_user_id(POS, MERCHANT, one.state, ShortRangeUserId(POS, "u2", "d"))
+    for user in ("u1", "u2"):
+        state = sales.on_user_id(state, ShortRangeUserId(POS, user, "d")).state
+    one = sales.on_poll(POS, MERCHANT, state)
+    two = sales.on_poll(POS, MERCHANT, one.state)
     assert one.out == (txn_request("s1", "u1"),) and two.out == (txn_request("s2", "u2"),)
     assert two.state == Pos({"s1": a_sale(user_id="u1"), "s2": a_sale("s2", user_id="u2")})
-    # No sale left waiting: a third user id waits for the next sale.
-    three = sales.on_user_id(POS, MERCHANT, two.state, ShortRangeUserId(POS, "u3", "d"))
+    # No sale left waiting: a third user id waits for the next sale, and a poll asks nothing.
+    three = sales.on_user_id(two.state, ShortRangeUserId(POS, "u3", "d"))
     assert three == Step(dataclasses.replace(two.state, waiting_users=["u3"]))
+    assert not sales.poll_due(three.state)
+    assert sales.on_poll(POS, MERCHANT, three.state) == three
 
 
 def test_a_finished_or_conventional_sale_takes_no_user_id() -> None:
     state = Pos({"s1": a_sale(outcome="STOPPED"), "s2": a_sale("s2", use_service=False)})
-    step = sales.on_user_id(POS, MERCHANT, state, ShortRangeUserId(POS, "u1", "d"))
+    step = sales.on_user_id(state, ShortRangeUserId(POS, "u1", "d"))
     assert step == Step(dataclasses.replace(state, waiting_users=["u1"]))
+    assert not sales.poll_due(step.state)
+    assert sales.on_poll(POS, MERCHANT, step.state) == step
 
 
 def test_the_transaction_number_is_stored_once() -> None:
@@ -192,8 +205,8 @@ def test_a_refused_card_is_passed_on_and_only_for_an_embodiment_2_sale() -> None
 def test_user_ids_handed_over_before_the_sales_wait_their_turn() -> None:
     state = Pos()
     for user in ("u1", "u2"):
-        state = sales.on_user_id(POS, MERCHANT, state, ShortRangeUserId(POS, user, "d")).state
-    step = sales.on_sale(POS, MERCHANT, state, sale_msg())
+        state = sales.on_user_id(state, ShortRangeUserId(POS, user, "d")).state
+    step = sales.on_poll(POS, MERCHANT, sales.on_sale(POS, MERCHANT, state, sale_msg()).state)
     assert step == Step(Pos({"s1": a_sale(user_id="u1")}, ["u2"]), (txn_request(user="u1"),))
 
 
