@@ -1,42 +1,147 @@
 """Seed 004 wired into the bus, written once and run on both tiers (tests/e2e/tiers.py): a
-two-sided settlement (seed 003) whose payment request wakes carol, a user with two server
-wallets, settles through the module her selector picked — on the in-memory bus and over real
-worker processes on the throwaway broker. The development key set configures carol's selector
-for Ex 1 (a stored pre-selection)."""
+two-sided settlement (seed 003) whose payment request wakes a user with two server wallets
+settles through the module her selector picked (or, Ex 6–12, through the server wallet her
+one module and her master chose) — on the in-memory bus and over real worker processes on
+the throwaway broker.
+
+Every example is a development client of its own (``sim.devdata.SELECTOR_EXAMPLES``): its mode
+and master/slave set-up come from the key set, read by the selector, module and server-wallet
+workers at start; nothing is configured in-process. A prompt (Ex 2, 9, 10, 12) is answered on
+the selector's page over HTTP, as a person would: in memory the console the bus serves, on
+the broker the selector worker's own page."""
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from kessai import envelope
 from schemas.selector import HandedWakeup, Preselection, RoutingEvent, WalletSettled
 from schemas.v1 import PaymentRequest, PaymentResult, PurchaseCommand
+from sim import devdata
+from sim.selector_live import Live, run_on
 from tests.e2e.conftest import E2E_TIMINGS
-from tests.e2e.tiers import BrokerTier, MemoryTier, Tier
+from tests.e2e.tiers import MemoryTier
 
 AGENTS = ("shop", "settlement", "issuer", "selector", "wum", "serverwallet")
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class MemorySelectorTier(MemoryTier):
+    """The in-memory tier with the agents' start hooks run: the modules publish their brand
+    info (Ex 4) and the selector serves its page on ``page_url``."""
+
+    def __init__(self, settings: Any, page_port: int) -> None:
+        super().__init__(settings, AGENTS)
+        self.page_url = f"http://127.0.0.1:{page_port}"
+
+    def seen(self, topic: str) -> list[Any]:
+        return self.bus.messages(topic)
+
+
+class LiveTier(Live):
+    name = "broker"
+    page_url = ""
+
+    async def elapse(self, ms: int) -> None:
+        raise NotImplementedError  # the selector scenarios never wait on a clock
+
+
+@pytest.fixture(scope="module")
+async def live(request: pytest.FixtureRequest) -> AsyncIterator[LiveTier]:
+    """The session's running system, followed once for the whole module (a consumer that
+    starts at the topics' ends and keeps what it reads)."""
+    system = request.getfixturevalue("system")
+    t = LiveTier(system.settings)
+    t.page_url = f"http://127.0.0.1:{system.workers['selector'].env['KESSAI_SELECTOR_PORT']}"
+    await t.start()
+    try:
+        yield t
+    finally:
+        await t.stop()
+
+
 @pytest.fixture(params=["memory", "broker"])
-async def tier(request: pytest.FixtureRequest, keys_dir, tmp_path) -> AsyncIterator[Tier]:  # type: ignore[no-untyped-def]
+async def stier(request: pytest.FixtureRequest, keys_dir, tmp_path,  # type: ignore[no-untyped-def]
+                monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
     from kessai.settings import Settings
 
-    if request.param == "memory":
-        t: MemoryTier | BrokerTier = MemoryTier(
-            Settings(keys_dir=keys_dir, data_dir=tmp_path, **E2E_TIMINGS), AGENTS)
-    else:
-        t = BrokerTier(request.getfixturevalue("system").settings)
+    if request.param == "broker":
+        request.applymarker(pytest.mark.broker)
+        yield request.getfixturevalue("live")
+        return
+    port = _free_port()
+    monkeypatch.setenv("KESSAI_SELECTOR_PORT", str(port))
+    monkeypatch.setenv("KESSAI_SHOP_HTTP_PORT", str(_free_port()))
+    t = MemorySelectorTier(Settings(keys_dir=keys_dir, data_dir=tmp_path, **E2E_TIMINGS), port)
+    await t.bus.start()
     try:
         yield t
     finally:
         await t.close()
 
 
+# mode → (who decides the route, what it chooses, the server wallet the module asked,
+#         who sends the 2nd settlement request, via whom)
+ROUTES = {
+    "preselect": ("selector", "wum-carol-b", "wallet-b", "wallet-b", "self"),
+    "ask": ("selector", "wum-carol-ex2-b", "wallet-b", "wallet-b", "self"),
+    "brand-selector": ("selector", "wum-carol-ex3-b", "wallet-b", "wallet-b", "self"),
+    "brand-module": ("selector", "wum-carol-ex4-b", "wallet-b", "wallet-b", "self"),
+    "brand-live": ("selector", "wum-carol-ex5-a", "wallet-a", "wallet-a", "self"),
+    "multi": ("wum-carol-ex6-m", "wallet-b", "wallet-b", "wallet-b", "self"),
+    "proxy": ("wallet-a", "wallet-b", "wallet-a", "wallet-b", "proxy:wallet-b"),
+    "certificate": ("wallet-a", "wallet-b", "wallet-a", "wallet-a", "certificate:wallet-b"),
+    "pick-slave": ("wallet-a", "wallet-b", "wallet-a", "wallet-b", "proxy:wallet-b"),
+    "address": ("wallet-a", "wallet-b", "wallet-a", "wallet-b", "proxy:wallet-b"),
+    "attached-brands": ("wallet-a", "wallet-b", "wallet-a", "wallet-b", "proxy:wallet-b"),
+    "attached-slaves": ("wallet-a", "wallet-b", "wallet-a", "wallet-b", "proxy:wallet-b"),
+}
+
+
+@pytest.mark.parametrize("mode", list(ROUTES))
+async def test_each_example_routes_and_settles_from_its_clients_configuration(
+        stier: Any, mode: str) -> None:
+    """Ex 1–12 (claims 2–13), each for its own development client: the wake-up takes the
+    example's route — the module the selector picked (Ex 1–5), the server wallet the common
+    module picked (Ex 6), the slave the master chose or the user designated on the page
+    (Ex 7–12) — and the purchase settles there. Exactly one hand-over or none, per example."""
+    decider, chosen, server, settled_by, via = ROUTES[mode]
+    ex = devdata.SELECTOR_EXAMPLES[mode]
+    r = await run_on(stier, mode, stier.page_url)
+    assert r["outcome"] == "APPROVED", r
+    assert (r["server"], r["settled_by"], r["via"]) == (server, [settled_by], [via]), r
+    wid = r["wakeup_id"]
+    event: RoutingEvent = await stier.wait_for(
+        "kessai.selector.routing-events", lambda m: isinstance(m, RoutingEvent)
+        and m.wakeup_id == wid and m.decided_by == decider and m.chosen != "")
+    assert event.chosen == chosen, event
+    if ex.answer:  # the user's answer on the page is what routed it
+        assert [p["answer"] for p in r["prompts"]] == [ex.answer]
+        assert chosen == ex.answer
+    handed = [h for h in stier.seen("kessai.wum.wakeups")
+              if isinstance(h, HandedWakeup) and h.wakeup_id == wid]
+    if decider == "selector":
+        assert [h.module_id for h in handed] == [chosen]
+        wake = await stier.wait_for("kessai.wakeups.selector", lambda m: isinstance(
+            m, PaymentRequest) and f"{m.shop_id}/{m.order_id}" == wid)
+        assert envelope.body_of(envelope.decode(handed[0].original)) == wake
+    else:
+        assert handed == []  # no selector in Ex 6–12
+
+
 async def test_a_two_wallet_user_settles_through_the_module_her_selector_picked(
-        tier: Tier) -> None:
+        stier: Any) -> None:
+    tier = stier
     session = "sel-" + uuid.uuid4().hex[:10]
     for module in ("wum-carol-a", "wum-carol-b"):  # she changes her mind: the latest counts
         await tier.send("kessai.selector.preselections", Preselection("carol", module),
