@@ -12,6 +12,7 @@ the broker the selector worker's own page."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -20,10 +21,17 @@ from typing import Any
 import pytest
 
 from kessai import envelope
-from schemas.selector import HandedWakeup, Preselection, RoutingEvent, WalletSettled
+from schemas.selector import (
+    HandedWakeup,
+    Preselection,
+    Prompt,
+    RoutingEvent,
+    UnroutableWakeup,
+    WalletSettled,
+)
 from schemas.v1 import PaymentRequest, PaymentResult, PurchaseCommand
 from sim import devdata
-from sim.selector_live import Live, run_on
+from sim.selector_live import Live, answer_on_page, open_prompt_page, run_on
 from tests.e2e.conftest import E2E_TIMINGS
 from tests.e2e.tiers import MemoryTier
 
@@ -47,10 +55,33 @@ class MemorySelectorTier(MemoryTier):
     def seen(self, topic: str) -> list[Any]:
         return self.bus.messages(topic)
 
+    async def restart_selector(self) -> None:
+        """A crash and a restart: the worker's memory is gone; its tables come back as their
+        changelogs rebuild them (here: copied), its page is served anew."""
+        from tests.agents import agent_module
+
+        old = next(c for c in self.bus.contexts if c.name == "selector")
+        for fn in old.host.stops:  # frees the page's port
+            await fn()
+        self.bus.contexts.remove(old)
+        self.bus._hosts.remove(old.host)  # type: ignore[arg-type]
+        new = self.bus.add_module("selector", agent_module("selector"))
+        for name, table in old.host.tables.items():  # type: ignore[attr-defined]
+            new.host.tables[name].update(table)  # type: ignore[attr-defined]
+        for fn in new.host.starts:  # type: ignore[attr-defined]
+            await fn()
+
 
 class LiveTier(Live):
     name = "broker"
     page_url = ""
+    system: Any = None
+
+    async def restart_selector(self) -> None:
+        """kill -9 of the selector worker (no clean shutdown, no final commit), then a new
+        one: its tables rebuild from their changelogs."""
+        self.system.kill("selector")
+        await asyncio.to_thread(self.system.start, "selector")
 
     async def elapse(self, ms: int) -> None:
         raise NotImplementedError  # the selector scenarios never wait on a clock
@@ -62,6 +93,7 @@ async def live(request: pytest.FixtureRequest) -> AsyncIterator[LiveTier]:
     starts at the topics' ends and keeps what it reads)."""
     system = request.getfixturevalue("system")
     t = LiveTier(system.settings)
+    t.system = system
     t.page_url = f"http://127.0.0.1:{system.workers['selector'].env['KESSAI_SELECTOR_PORT']}"
     await t.start()
     try:
@@ -207,3 +239,36 @@ async def test_exactly_once_per_wakeup_after_the_selector_is_killed(system) -> N
             if wid in count:
                 count[wid] += 1
     assert count == dict.fromkeys(ours, 1)
+
+
+async def test_an_open_prompt_survives_a_selector_crash_and_is_honoured_once(stier: Any) -> None:
+    """Ex 2's prompt is held durably: the selector crashes (kill -9 on the broker) while
+    carol-ex2's prompt is open; the restarted selector shows it on its page again, the answer
+    given there routes the wake-up, and it is delivered exactly once."""
+    client, choice = "carol-ex2", "wum-carol-ex2-a"
+    session = "crash-" + uuid.uuid4().hex[:8]
+    await stier.send("kessai.selector.commands", PurchaseCommand(
+        session, client, "shop-1", [["XXXX", 1]],
+        scenario={"result_mode": "DIRECT_BOTH", "brands": ["visa"]}), client, "operator")
+    wake: PaymentRequest = await stier.wait_for(
+        "kessai.wakeups.selector", lambda m: isinstance(m, PaymentRequest)
+        and m.session == session, timeout=60)
+    wid = f"{wake.shop_id}/{wake.order_id}"
+    await stier.wait_for("kessai.selector.prompts",
+                         lambda m: isinstance(m, Prompt) and m.wakeup_id == wid)
+    await open_prompt_page(stier.page_url, client, wid)  # the page shows it
+    await stier.restart_selector()
+    page = await answer_on_page(stier.page_url, client, wid, choice, timeout=60)
+    assert f"Sent: {choice}." in page
+    done: WalletSettled = await stier.wait_for(
+        "kessai.wallet.settled", lambda m: isinstance(m, WalletSettled) and m.wakeup_id == wid,
+        timeout=60)
+    assert (done.module_id, done.settled_by, done.via) == (choice, "wallet-a", "self")
+    result: PaymentResult = await stier.wait_for(
+        "kessai.payment-results", lambda m: isinstance(m, PaymentResult)
+        and m.session == session and m.recipient == "user", timeout=60)
+    assert result.outcome == "APPROVED"
+    delivered = [m for m in stier.seen("kessai.wum.wakeups") + stier.seen(
+        "kessai.wakeups.unroutable") if isinstance(m, HandedWakeup | UnroutableWakeup)
+        and m.wakeup_id == wid]
+    assert [getattr(m, "module_id", "unroutable") for m in delivered] == [choice]
