@@ -272,3 +272,25 @@ async def test_an_open_prompt_survives_a_selector_crash_and_is_honoured_once(sti
         "kessai.wakeups.unroutable") if isinstance(m, HandedWakeup | UnroutableWakeup)
         and m.wakeup_id == wid]
     assert [getattr(m, "module_id", "unroutable") for m in delivered] == [choice]
+
+
+@pytest.mark.broker
+async def test_kessai_pay_runs_an_example_on_the_running_system(live: LiveTier) -> None:
+    """`kessai pay --flow selector --mode address` against the running workers: carol-ex10's
+    master asks for the slave's address, the simulated user types it on the selector's page,
+    the master proxies to the slave; the command prints the route and the settlement."""
+    import json
+    import subprocess
+    import sys
+
+    s = live.settings
+    out = await asyncio.to_thread(subprocess.run, [
+        sys.executable, "-m", "kessai.cli", "pay", "--flow", "selector", "--mode", "address",
+        "--json", "--bootstrap", s.bootstrap, "--keys", str(s.keys_dir),
+        "--selector-url", live.page_url], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    [row] = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert (row["example"], row["client"], row["outcome"]) == (10, "carol-ex10", "APPROVED")
+    assert row["prompts"] == [{"asked_by": "wallet-a", "kind": "address", "offered": [],
+                               "answer": "wallet-b"}]
+    assert (row["settled_by"], row["via"]) == (["wallet-b"], ["proxy:wallet-b"])
