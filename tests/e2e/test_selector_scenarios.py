@@ -294,3 +294,29 @@ async def test_kessai_pay_runs_an_example_on_the_running_system(live: LiveTier) 
     assert row["prompts"] == [{"asked_by": "wallet-a", "kind": "address", "offered": [],
                                "answer": "wallet-b"}]
     assert (row["settled_by"], row["via"]) == (["wallet-b"], ["proxy:wallet-b"])
+
+
+@pytest.mark.parametrize("stier", ["memory"], indirect=True)
+async def test_an_open_prompt_still_times_out_after_a_selector_restart(stier: Any) -> None:
+    """The deadline of a prompt held across a restart still fires (on the injected clock):
+    the wake-up is unroutable with USER_TIMEOUT, once, and the page no longer offers it."""
+    import aiohttp
+
+    client = "carol-ex2"
+    await stier.send("kessai.selector.commands", PurchaseCommand(
+        "late-1", client, "shop-1", [["XXXX", 1]], scenario={"result_mode": "DIRECT_BOTH"}),
+        client, "operator")
+    prompt: Prompt = await stier.wait_for("kessai.selector.prompts", lambda m: isinstance(
+        m, Prompt) and m.client_id == client)
+    await open_prompt_page(stier.page_url, client, prompt.wakeup_id)
+    await stier.restart_selector()
+    await open_prompt_page(stier.page_url, client, prompt.wakeup_id)  # still open
+    await stier.elapse(prompt.deadline_ms - stier.clock.now_ms() + 2_000)
+    gone: UnroutableWakeup = await stier.wait_for("kessai.wakeups.unroutable", lambda m: (
+        isinstance(m, UnroutableWakeup) and m.wakeup_id == prompt.wakeup_id))
+    assert gone.reason == "USER_TIMEOUT"
+    assert [m for m in stier.seen("kessai.wum.wakeups") if m.wakeup_id == prompt.wakeup_id] \
+        == []
+    async with aiohttp.ClientSession() as http, \
+            http.get(f"{stier.page_url}/prompts", params={"client": client}) as r:
+        assert 'id="none"' in await r.text()
