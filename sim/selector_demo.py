@@ -194,7 +194,7 @@ def run_live(names: list[str], settings: Settings, page_url: str, as_json: bool,
     configured by the key set; prompts answered on the selector's page at ``page_url``."""
     from sim import selector_live
 
-    if "carol-ex2" not in keys.load_registry(settings.keys_dir).signing:
+    if "wum-carol-ex2-a" not in keys.load_registry(settings.keys_dir).signing:
         raise ConfigError(f"the key set in {settings.keys_dir} predates the per-example "
                           "clients of seed 004; make a new one with 'kessai keys init --force'")
     results = asyncio.run(selector_live.run_live(settings, names, page_url, timeout))
