@@ -102,15 +102,11 @@ async def live(request: pytest.FixtureRequest) -> AsyncIterator[LiveTier]:
         await t.stop()
 
 
-@pytest.fixture(params=["memory", "broker"])
-async def stier(request: pytest.FixtureRequest, keys_dir, tmp_path,  # type: ignore[no-untyped-def]
-                monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
+@pytest.fixture
+async def memtier(keys_dir, tmp_path,  # type: ignore[no-untyped-def]
+                  monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[MemorySelectorTier]:
     from kessai.settings import Settings
 
-    if request.param == "broker":
-        request.applymarker(pytest.mark.broker)
-        yield request.getfixturevalue("live")
-        return
     port = _free_port()
     monkeypatch.setenv("KESSAI_SELECTOR_PORT", str(port))
     monkeypatch.setenv("KESSAI_SHOP_HTTP_PORT", str(_free_port()))
@@ -120,6 +116,15 @@ async def stier(request: pytest.FixtureRequest, keys_dir, tmp_path,  # type: ign
         yield t
     finally:
         await t.close()
+
+
+@pytest.fixture(params=["memory", "broker"])
+def stier(request: pytest.FixtureRequest) -> Any:
+    """The tier a scenario runs on (a plain fixture: it picks one of two async ones)."""
+    if request.param == "broker":
+        request.applymarker(pytest.mark.broker)
+        return request.getfixturevalue("live")
+    return request.getfixturevalue("memtier")
 
 
 # mode → (who decides the route, what it chooses, the server wallet the module asked,
