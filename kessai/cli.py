@@ -42,6 +42,15 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "'kafka' (a real cluster, Kafka's defaults) (env KESSAI_BROKER_KIND)")
 
 
+def _selector_flags(p: argparse.ArgumentParser) -> None:
+    """Seed 004 (`--flow selector`): where the examples run and the page prompts go to."""
+    p.add_argument("--in-memory", action="store_true",
+                   help="selector flow: on the in-memory bus, no broker")
+    p.add_argument("--selector-url", help="selector flow: the selector's page, where the "
+                   "simulated user answers prompts (default "
+                   "http://127.0.0.1:$KESSAI_SELECTOR_PORT, port 8480)")
+
+
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="kessai", description="A Kafka-native payment message bus.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -101,6 +110,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--shop-url", help="relay flow: the shop's HTTP front "
                    "(default http://127.0.0.1:$KESSAI_SHOP_HTTP_PORT, port 8450)")
     d.add_argument("--timeout", type=float, default=60.0)
+    _selector_flags(d)
 
     pay = sub.add_parser("pay", help="drive one purchase and print its journey")
     _common(pay)
@@ -118,9 +128,11 @@ def parser() -> argparse.ArgumentParser:
                      help="seconds the user waits before sending the 2nd request")
     pay.add_argument("--abandon", action="store_true", help="never send the 2nd request")
     pay.add_argument("--flow", default="settlement", choices=["settlement", "selector", "wakeup"],
-                     help="selector: a seed-004 purchase of a two-wallet client (carol), its "
-                     "wake-up routed as --mode says, on the in-memory bus; wakeup: a seed-002 "
-                     "payment at a POS, the phone woken by the gateway")
+                     help="selector: a seed-004 purchase of a two-wallet client (carol, or "
+                     "her set-up of the example --mode names), its wake-up routed as that "
+                     "example says, on the running system; wakeup: a seed-002 payment at a "
+                     "POS, the phone woken by the gateway")
+    _selector_flags(pay)
     pay.add_argument("--mode", choices=["VIA_TERMINAL", "DIRECT_BOTH", "SHOP_POLLS",
                                         *SELECTOR_MODES],
                      help="the result route (settlement flow) or the seed-004 example "

@@ -111,6 +111,9 @@ class WalletModule:
     servers: tuple[str, ...]
     brands: tuple[str, ...] = ()  # Ex 4: the brand info the module carries
     multi: bool = False  # Ex 6: one module for several server wallets
+    direct: bool = False  # takes the client's wake-ups itself (no selector): Ex 6–12
+    slave_brands: tuple[tuple[str, tuple[str, ...]], ...] = ()  # 63b (Ex 11)
+    slave_info: tuple[str, ...] = ()  # 64b (Ex 12)
 
 
 MODULES: tuple[WalletModule, ...] = (
@@ -128,6 +131,84 @@ MASTERS: dict[str, dict[str, dict[str, object]]] = {
     "wallet-a": {"carol": {"slave_brands": {"wallet-b": ["mastercard"]},
                            "slave_info": ["wallet-b"], "allow": ["wallet-b"]}},
 }
+
+
+# One development client per example, so that every example runs over worker processes from
+# the key set alone (`kessai pay --flow selector --mode MODE` against `kessai up`): a mode and
+# a master/slave set-up are a client's configuration, read by the selector, the modules and
+# the server wallets at start, as a deployment would configure a user's PC and wallets. Ex 1
+# is carol herself; ``carol-exN`` is carol's set-up of example N, with her two accounts (visa
+# at wallet-a, mastercard at wallet-b). Per mode: example number, client, the brands the shop
+# offers, the simulated user's answer to a prompt (if the example asks one).
+@dataclass(frozen=True)
+class SelectorExample:
+    n: int
+    client_id: str
+    brands: tuple[str, ...] = ("mastercard",)
+    answer: str = ""  # the module, slave or address the user gives (Ex 2, 9, 10, 12)
+    preselect: str = ""  # Ex 1: the module the user chose before paying
+
+
+SELECTOR_EXAMPLES: dict[str, SelectorExample] = {
+    "preselect": SelectorExample(1, "carol", ("visa", "mastercard"), preselect="wum-carol-b"),
+    "ask": SelectorExample(2, "carol-ex2", answer="wum-carol-ex2-b"),
+    "brand-selector": SelectorExample(3, "carol-ex3"),
+    "brand-module": SelectorExample(4, "carol-ex4"),
+    "brand-live": SelectorExample(5, "carol-ex5", ("visa",)),
+    "multi": SelectorExample(6, "carol-ex6"),
+    "proxy": SelectorExample(7, "carol-ex7"),
+    "certificate": SelectorExample(8, "carol-ex8"),
+    "pick-slave": SelectorExample(9, "carol-ex9", answer="wallet-b"),
+    "address": SelectorExample(10, "carol-ex10", answer="wallet-b"),
+    "attached-brands": SelectorExample(11, "carol-ex11"),
+    "attached-slaves": SelectorExample(12, "carol-ex12", answer="wallet-b"),
+}
+_CARD_BRANDS = {"wallet-a": ["visa"], "wallet-b": ["mastercard"]}
+
+
+def _example_setups() -> tuple[list[WalletModule], dict[str, dict[str, object]],
+                               dict[str, dict[str, object]]]:
+    """Modules, selector clients and (wallet-a's) master configurations of Ex 2–12."""
+    mods: list[WalletModule] = []
+    clients: dict[str, dict[str, object]] = {}
+    masters: dict[str, dict[str, object]] = {}
+    for mode, ex in SELECTOR_EXAMPLES.items():
+        c = ex.client_id
+        if ex.n == 1:
+            continue
+        if ex.n <= 5:  # a selector in front of one module per server wallet
+            pair = {f"wum-{c}-a": "wallet-a", f"wum-{c}-b": "wallet-b"}
+            mods += [WalletModule(m, c, (s,), tuple(_CARD_BRANDS[s])) for m, s in pair.items()]
+            clients[c] = {"mode": mode, "modules": pair, "brands": dict(_CARD_BRANDS)}
+        elif ex.n == 6:  # one common module, no selector
+            mods.append(WalletModule(f"wum-{c}-m", c, ("wallet-a", "wallet-b"), multi=True,
+                                     direct=True))
+        else:  # one conventional module bound to the master, wallet-a
+            mods.append(WalletModule(
+                f"wum-{c}-a", c, ("wallet-a",), direct=True,
+                slave_brands=(("wallet-b", ("mastercard",)),) if ex.n == 11 else (),
+                slave_info=("wallet-b",) if ex.n == 12 else ()))
+            masters[c] = {
+                7: {"slave_brands": {"wallet-b": ["mastercard"]}},
+                8: {"slave_brands": {"wallet-b": ["mastercard"]}, "strategy": "certificate"},
+                9: {"slave_info": ["wallet-b"]},
+                10: {"ask_address": True, "allow": ["wallet-b"]},
+                11: {"allow": ["wallet-b"]},
+                12: {"allow": ["wallet-b"]},
+            }[ex.n]
+    return mods, clients, masters
+
+
+_EX_MODULES, _EX_CLIENTS, _EX_MASTERS = _example_setups()
+MODULES = (*MODULES, *_EX_MODULES)
+SELECTOR_CLIENTS = {**SELECTOR_CLIENTS, **_EX_CLIENTS}
+MASTERS = {"wallet-a": {**MASTERS["wallet-a"], **_EX_MASTERS}}
+SELECTOR_EXAMPLE_CLIENTS: tuple[str, ...] = tuple(
+    ex.client_id for ex in SELECTOR_EXAMPLES.values() if ex.client_id != "carol")
+# carol's two accounts, at each example client's two server wallets.
+WALLET_ACCOUNTS = (*WALLET_ACCOUNTS, *(
+    WalletAccount(a.wallet_id, c, a.password, a.brand, a.pan, a.expiry)
+    for c in SELECTOR_EXAMPLE_CLIENTS for a in WALLET_ACCOUNTS if a.user_id == "carol"))
 
 
 # -- Seed 002 (EP 1 280 115): the mobile wake-up payment's gateway tables, Figs. 7–10 -------

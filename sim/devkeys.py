@@ -151,17 +151,29 @@ def _selector(private: dict[str, dict[str, Any]]) -> None:
     """Seed 004: the selector's clients, each module's server wallets and brand info, each
     server wallet's modules and, for a master, its clients' slaves."""
     private[devdata.SELECTOR]["clients"] = dict(devdata.SELECTOR_CLIENTS)
+    private[devdata.SELECTOR]["page_clients"] = sorted(
+        {c for cfg in devdata.MASTERS.values() for c in cfg} - set(devdata.SELECTOR_CLIENTS))
+    # carol's set-up of each example is a user of its own, paying through its server wallets
+    # (the authenticated channel, cl. 12), with its own result key.
+    settlement = private["settlement"]
+    for client in devdata.SELECTOR_EXAMPLE_CLIENTS:
+        settlement["users"][client] = {"auth": "channel"}
+        settlement["user_mac"][client] = crypto.new_secret().hex()
     # The settlement server learns which server wallets speak for which (channel) user.
     for acct in devdata.WALLET_ACCOUNTS:
         wallets = private["settlement"]["users"][acct.user_id].setdefault("wallets", [])
         wallets.append(acct.wallet_id)
     for wallet_id in devdata.WALLETS:
-        private[wallet_id]["modules"] = {m.module_id: {"client": m.client_id, "direct": m.multi}
+        private[wallet_id]["modules"] = {m.module_id: {"client": m.client_id,
+                                                       "direct": m.multi or m.direct}
                                          for m in devdata.MODULES if wallet_id in m.servers}
         private[wallet_id]["master"] = dict(devdata.MASTERS.get(wallet_id, {}))
     for m in devdata.MODULES:
-        private[m.module_id]["module"] = {"client": m.client_id, "servers": list(m.servers),
-                                          "brands": list(m.brands), "multi": m.multi}
+        private[m.module_id]["module"] = {
+            "client": m.client_id, "servers": list(m.servers), "brands": list(m.brands),
+            "multi": m.multi, "direct": m.multi or m.direct,
+            "slave_brands": {s: list(b) for s, b in m.slave_brands},
+            "slave_info": list(m.slave_info)}
 
 
 def _wakeup(private: dict[str, dict[str, Any]]) -> None:

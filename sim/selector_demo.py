@@ -1,8 +1,12 @@
 """`kessai demo selector` and `kessai pay --flow selector --mode MODE`: seed 004's examples as
-whole purchases — the real shop, settlement, issuer, selector, modules and server wallets on
-the in-memory bus (real signatures, real sealing; no broker) — printing each wake-up's route
-and the settlement it led to. The simulated user answers every prompt (a module, a slave, an
-address) as :data:`ANSWERS` says.
+whole purchases, printing each wake-up's route and the settlement it led to.
+
+By default on the running system (`kessai up`): each example is a development client of its
+own whose configuration the workers read from the key set, and the simulated user answers
+prompts on the selector's page (:mod:`sim.selector_live`). With ``--in-memory``: the real
+shop, settlement, issuer, selector, modules and server wallets on the in-memory bus (real
+signatures, real sealing; no broker), each example configured in-process, the simulated
+user answering every prompt (a module, a slave, an address) as :data:`ANSWERS` says.
 
 carol has two server wallets: wallet-a settles visa, wallet-b mastercard (sim.devdata).
 """
@@ -184,10 +188,38 @@ def run(names: list[str], keys_dir: Path, as_json: bool) -> int:
     return 0 if all(r["outcome"] == "APPROVED" for r in results) else 1
 
 
+def run_live(names: list[str], settings: Settings, page_url: str, as_json: bool,
+             timeout: float) -> int:
+    """The examples on the running system (`kessai up`): each example's development client,
+    configured by the key set; prompts answered on the selector's page at ``page_url``."""
+    from sim import selector_live
+
+    if "wum-carol-ex2-a" not in keys.load_registry(settings.keys_dir).signing:
+        raise ConfigError(f"the key set in {settings.keys_dir} predates the per-example "
+                          "clients of seed 004; make a new one with 'kessai keys init --force'")
+    results = asyncio.run(selector_live.run_live(settings, names, page_url, timeout))
+    for r in results:
+        ex = EXAMPLES[r["mode"]]
+        r.update(claim=ex.claim, title=ex.title)
+        if as_json:
+            print(json.dumps(r))
+        else:
+            print_example(r)
+    return 0 if all(r["outcome"] == "APPROVED" for r in results) else 1
+
+
 def run_cli(args: argparse.Namespace, settings: Settings, demo: bool) -> int:
-    """``demo``: every example; otherwise the one ``--mode`` names."""
+    """``demo``: every example; otherwise the one ``--mode`` names. On the running system
+    (the broker at ``--bootstrap``), or with ``--in-memory`` on the in-memory bus."""
     if demo:
-        return run(list(MODES), settings.keys_dir, args.json)
-    if args.mode not in MODES:
+        names = list(MODES)
+    elif args.mode not in MODES:
         raise ConfigError(f"--flow selector needs --mode one of {', '.join(MODES)}")
-    return run([args.mode], settings.keys_dir, args.json)
+    else:
+        names = [args.mode]
+    if getattr(args, "in_memory", False):
+        return run(names, settings.keys_dir, args.json)
+    from agents.selector.console import port_from_env
+
+    page_url = args.selector_url or f"http://127.0.0.1:{port_from_env()}"
+    return run_live(names, settings, page_url.rstrip("/"), args.json, args.timeout)

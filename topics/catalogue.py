@@ -158,8 +158,9 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     TopicSpec("kessai.wallet.settled", "client", CLIENT_PARTITIONS, ("wallet",),
               ("wum", "operator"), "The settlement each wake-up led to, for its module."),
     TopicSpec("kessai.selector.routing-events", "client", CLIENT_PARTITIONS,
-              ("selector", "wum", "wallet"), ("operator",),
-              "Every routing decision: mode, candidates, chosen target, reason.",
+              ("selector", "wum", "wallet"), ("operator", "selector"),
+              "Every routing decision: mode, candidates, chosen target, reason (the selector "
+              "closes the prompts its page shows on them).",
               retention_ms=30 * DAY_MS),
     TopicSpec("kessai.wakeups.unroutable", "client", CLIENT_PARTITIONS,
               ("selector", "wum", "wallet"), ("operator",),

@@ -333,8 +333,12 @@ def register(ctx: AgentContext, clients: Mapping[str, ClientConfig] | None = Non
     configuration, as tests and the demo do)."""
     selector = Selector(ctx, dict(clients) if clients is not None else load_clients(ctx),
                         ctx.table(TABLE, partitions=CLIENT_PARTITIONS))
+    # The page also shows the prompts of users whose master server wallet asks them (Ex 9,
+    # 10, 12) and who have no selector of their own: the key file's ``page_clients``.
+    page_clients = ctx.actor_keys(ME).secrets.get("page_clients", []) if clients is None \
+        else []
     selector.page = console.register(
-        ctx, frozenset(selector.clients),
+        ctx, frozenset(selector.clients) | frozenset(page_clients),
         serve=clients is None if serve_console is None else serve_console)
     ctx.handle(COMMANDS, selector.on_command, types=(PurchaseCommand,), senders=("operator",))
     ctx.handle(WAKEUPS, selector.on_wakeup, types=(PaymentRequest,), senders=("shop",),

@@ -8,28 +8,44 @@ Pure parts: :func:`render` (the page) and :func:`parse_answer` (a submitted form
 ``PromptReply``, or why not). What the user types is never trusted here: the selector and the
 master check the answer against what they offered (and the allow-list) before acting.
 
-[IMPL] The open prompts live in this worker's memory: with several selector workers, a client's
-page must be opened on the worker that owns the client's partition.
+Open prompts are held durably: the changelog-backed ``selector-prompts`` table, written as
+each prompt is read and cleared by the asker's next routing event for that wake-up (it chose,
+or it gave up: a timeout, a cancel), so a selector worker restarted with a prompt open
+(even after kill -9) serves the prompt again from the rebuilt table, and the answer given
+on it is honoured once — whoever asked holds its own state and acts on one reply only.
+A prompt answered on the page is hidden at once; if the asker refuses the answer it asks
+again, and the page shows the question again.
+
+[IMPL] With several selector workers, a client's page must be opened on the worker that owns
+the client's partition (the table follows partitions).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from html import escape
 
+import msgpack
 from aiohttp import web
 
 from kessai import http
 from kessai.errors import ConfigError
 from kessai.runtime import AgentContext, Inbound
-from schemas.selector import Prompt, PromptReply
+from schemas.codec import from_body, to_body
+from schemas.selector import Prompt, PromptReply, RoutingEvent
+from topics.catalogue import CLIENT_PARTITIONS
 
 log = logging.getLogger("kessai.selector")
 
 PROMPTS = "kessai.selector.prompts"
+ROUTING_EVENTS = "kessai.selector.routing-events"
+TABLE = "selector-prompts"
+# A routing event whose reason starts so is the asking itself (the selector's and the
+# master's): it does not close the prompt; any other event of the asker for the wake-up does.
+ASKED = "asked the user"
 REPLY_TO = {"selector": "kessai.selector.replies"}
 WALLET_REPLIES = "kessai.wallet.replies"
 DEFAULT_PORT = 8480
@@ -95,16 +111,51 @@ def parse_answer(form: Mapping[str, str], open_prompts: Mapping[str, Prompt]) ->
     return Answer(topic, PromptReply(wakeup_id, client, choice))
 
 
+def _key(kind: str, client: str, wakeup_id: str) -> bytes:
+    return "\x1f".join((kind, client, wakeup_id)).encode()
+
+
 @dataclass
 class Console:
     ctx: AgentContext
     clients: frozenset[str]
-    open: dict[str, Prompt] = field(default_factory=dict)  # wakeup id → its latest prompt
+    # Open prompts ("o", client, wake-up → its latest prompt) and closed wake-ups ("c", …),
+    # changelog-backed, keyed under the client like every selector record. A closed mark
+    # keeps a prompt redelivered after a crash from opening again once its wake-up is routed.
+    table: MutableMapping[bytes, bytes] = field(default_factory=dict)
+    answered: set[str] = field(default_factory=set)  # answered here, not yet closed
 
     async def on_prompt(self, inbound: Inbound) -> None:
         prompt: Prompt = inbound.message
-        if prompt.client_id in self.clients:
-            self.open[prompt.wakeup_id] = prompt
+        if prompt.client_id not in self.clients or \
+                _key("c", prompt.client_id, prompt.wakeup_id) in self.table:
+            return
+        self.table[_key("o", prompt.client_id, prompt.wakeup_id)] = msgpack.packb(
+            to_body(prompt), use_bin_type=True)
+        self.answered.discard(prompt.wakeup_id)  # asked (again): show it
+
+    async def on_routing_event(self, inbound: Inbound) -> None:
+        event: RoutingEvent = inbound.message
+        if event.client_id not in self.clients or event.reason.startswith(ASKED):
+            return
+        opened = self.table.get(_key("o", event.client_id, event.wakeup_id))
+        if opened is not None and \
+                msgpack.unpackb(opened, raw=False).get("asked_by") != event.decided_by:
+            return  # another party's decision about the same wake-up
+        self.table[_key("c", event.client_id, event.wakeup_id)] = b"1"
+        self.table.pop(_key("o", event.client_id, event.wakeup_id), None)
+        self.answered.discard(event.wakeup_id)
+
+    @property
+    def open(self) -> dict[str, Prompt]:
+        """Every open prompt this worker holds, by wake-up id."""
+        out: dict[str, Prompt] = {}
+        for key, raw in list(self.table.items()):
+            if key.startswith(b"o\x1f"):
+                prompt = from_body(Prompt, msgpack.unpackb(raw, raw=False))
+                if prompt.wakeup_id not in self.answered:
+                    out[prompt.wakeup_id] = prompt
+        return out
 
     def of(self, client: str) -> list[Prompt]:
         return [p for p in self.open.values() if p.client_id == client]
@@ -125,7 +176,7 @@ class Console:
         else:
             await self.ctx.emit(got.topic, got.reply, got.reply.wakeup_id, key=client,
                                 sender="selector")
-            self.open.pop(got.reply.wakeup_id, None)
+            self.answered.add(got.reply.wakeup_id)
             notice = "Cancelled." if got.reply.cancel else f"Sent: {got.reply.choice}."
         if client not in self.clients:
             return web.Response(status=404, text="no such client")
@@ -148,8 +199,10 @@ def port_from_env() -> int:
 
 def register(ctx: AgentContext, clients: frozenset[str], *, serve: bool = True) -> Console:
     """Declare the console's handler; serve its page when the worker starts (``serve``)."""
-    console = Console(ctx, clients)
+    console = Console(ctx, clients, ctx.table(TABLE, partitions=CLIENT_PARTITIONS))
     ctx.handle(PROMPTS, console.on_prompt, types=(Prompt,), senders=("selector", "wallet"))
+    ctx.handle(ROUTING_EVENTS, console.on_routing_event, types=(RoutingEvent,),
+               senders=("selector", "wum", "wallet"))
     if serve:
         async def nothing() -> None:
             return None

@@ -175,6 +175,9 @@ class ServerWallets:
         elif isinstance(decision, ViaSlave):
             state.update(stage="slave", slave=decision.slave, brand=decision.brand,
                          action=decision.action)
+            if decision.action == "certificate":  # a silent slave must not hold it forever
+                state["deadline_ms"] = self.ctx.clock.now_ms() + (
+                    cfg.certificate_timeout_ms if cfg else 30_000)
             self._put(state, "d", server, wakeup_id)
             await self._event(server, wakeup_id, client, [decision.slave], decision.slave,
                               f"{decision.action} via {decision.slave}: {decision.reason}")
@@ -354,15 +357,17 @@ class ServerWallets:
                               cfg)
 
 
-    # The master's prompts time out on the clock, without traffic: a timer scans the
-    # partitions this worker owns and ticks through kessai.wallet.timers (the terminal's way).
+    # The master's prompts (and its wait for a slave's certificate) time out on the clock,
+    # without traffic: a timer scans the partitions this worker owns and ticks through
+    # kessai.wallet.timers (the terminal's way).
     def _open_prompts(self) -> list[tuple[str, str, dict[str, Any]]]:
         out = []
         for key, raw in list(self.table.items()):
             parts = key.split(b"\x1f")
             if parts[0] == b"d" and len(parts) == 3:
                 state = msgpack.unpackb(raw, raw=False)
-                if state.get("stage") == "asking":
+                if state.get("stage") == "asking" or (
+                        state.get("stage") == "slave" and "deadline_ms" in state):
                     out.append((parts[1].decode(), parts[2].decode(), state))
         return out
 
@@ -384,10 +389,15 @@ class ServerWallets:
         now = self.ctx.clock.now_ms()
         for server, wakeup_id, state in self._open_prompts():
             if state["client"] == tick.client_id and state["deadline_ms"] <= now:
+                asking = state["stage"] == "asking"
                 state["stage"] = "done"
                 self._put(state, "d", server, wakeup_id)
-                await self._unroutable(server, wakeup_id, state, "USER_TIMEOUT",
-                                       "the user did not answer in time")
+                if asking:
+                    await self._unroutable(server, wakeup_id, state, "USER_TIMEOUT",
+                                           "the user did not answer in time")
+                else:
+                    await self._unroutable(server, wakeup_id, state, master.SLAVE_TIMEOUT,
+                                           f"no certificate from {state['slave']} in time")
 
 
 def _cert_body(acct: Mapping[str, Any]) -> dict[str, Any]:

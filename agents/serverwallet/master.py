@@ -30,6 +30,7 @@ from protocols.multiwallet import match_brand
 
 NO_SERVER_FOR_BRAND = "NO_SERVER_FOR_BRAND"
 SLAVE_NOT_ALLOWED = "SLAVE_NOT_ALLOWED"
+SLAVE_TIMEOUT = "SLAVE_TIMEOUT"
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,10 @@ class MasterConfig:
     strategy: Literal["proxy", "certificate"] = "proxy"  # Ex 7 or Ex 8
     ask_address: bool = False  # Ex 10
     prompt_timeout_ms: int = 120_000
+    # [IMPL] Ex 8: how long the master waits for the slave's certificate before the wake-up
+    # is unroutable (SLAVE_TIMEOUT). A proxied settlement has no such deadline: the slave may
+    # have settled already, and the settlement server's own order lifetime ends the purchase.
+    certificate_timeout_ms: int = 30_000
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> MasterConfig:
@@ -51,7 +56,8 @@ class MasterConfig:
         return cls({k: list(v) for k, v in (raw.get("slave_brands") or {}).items()},
                    list(raw.get("slave_info", [])), list(raw.get("allow", [])),
                    strategy, bool(raw.get("ask_address", False)),  # type: ignore[arg-type]
-                   int(raw.get("prompt_timeout_ms", 120_000)))
+                   int(raw.get("prompt_timeout_ms", 120_000)),
+                   int(raw.get("certificate_timeout_ms", 30_000)))
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,7 @@ UNROUTABLE = "kessai.wakeups.unroutable"
 
 TABLE = "wum-state"
 NO_SERVER_FOR_BRAND = "NO_SERVER_FOR_BRAND"
+UNKNOWN_CLIENT = "UNKNOWN_CLIENT"
 DEFAULT_QUERY_TIMEOUT_MS = 5_000  # [IMPL] Ex 6: how long the common module waits for answers
 
 
@@ -200,10 +201,18 @@ class Modules:
         request: PaymentRequest = inbound.message
         client, wakeup_id = request.user_id, join_key(request.shop_id, request.order_id)
         m = self.direct_module(client)
-        if m is None:
+        if m is None:  # once per wake-up id, a redelivery included (R-X1), and audited (R-X3)
+            seen = f"u\x1f{client}\x1f{wakeup_id}".encode()
+            if seen in self.table:
+                return
+            self.table[seen] = b"1"
+            sender = next(iter(self.ctx.keys))
             await self.ctx.emit(UNROUTABLE, UnroutableWakeup(
-                wakeup_id, client, "direct", "UNKNOWN_CLIENT", inbound.raw), wakeup_id,
-                key=client, sender=next(iter(self.ctx.keys)))
+                wakeup_id, client, "direct", UNKNOWN_CLIENT, inbound.raw), wakeup_id,
+                key=client, sender=sender)
+            await self.ctx.emit(ROUTING_EVENTS, RoutingEvent(
+                wakeup_id, client, "direct", [], "", UNKNOWN_CLIENT, decided_by=sender),
+                wakeup_id, key=client, sender=sender)
             return
         if self._seen(m.module_id, wakeup_id) or self._state(client, wakeup_id) is not None:
             return

@@ -250,3 +250,39 @@ async def test_ex8_a_certificate_of_another_brand_is_refused(keydir: Path,
     assert seconds_from(bus) == []
     [u] = bus.messages("kessai.wakeups.unroutable", UnroutableWakeup)
     assert u.reason == "BAD_CERTIFICATE"
+
+
+async def test_ex8_a_silent_slave_makes_the_wakeup_unroutable_at_the_deadline(
+        keydir: Path, tmp_path: Path) -> None:
+    """[IMPL] Ex 8: the slave never answers the certificate request (its worker is down);
+    at the master's certificate deadline the wake-up is unroutable (SLAVE_TIMEOUT) with its
+    routing event, once, and a late certificate settles nothing."""
+    bus = ms_world(keydir, tmp_path, MasterConfig(slave_brands={"wallet-b": ["mastercard"]},
+                                                  strategy="certificate",
+                                                  certificate_timeout_ms=20_000))
+    sw = next(c for c in bus.contexts if c.name == "serverwallet")
+    [to_slave] = [r for r in sw.routes.on(SLAVES) if SlaveRequest in r.types]
+    answer_later = to_slave.handler
+    sw.routes._by_topic[SLAVES].remove(to_slave)  # the slave is down
+    await order(bus, "s-1", ["mastercard"])
+    [req] = bus.messages(SLAVES, SlaveRequest)
+    bus.clock.advance(19_000)  # type: ignore[attr-defined]
+    await bus.tick()
+    assert bus.messages("kessai.wakeups.unroutable") == []  # still waiting
+    bus.clock.advance(1_001)  # type: ignore[attr-defined]
+    await bus.tick()
+    await bus.tick()
+    [u] = bus.messages("kessai.wakeups.unroutable", UnroutableWakeup)
+    assert (u.wakeup_id, u.reason) == (req.wakeup_id, "SLAVE_TIMEOUT")
+    assert [(s.ok, s.via) for s in settled(bus)] == [(False, "none")]
+    from schemas.selector import RoutingEvent
+    assert [e.reason.split(":")[0] for e in bus.messages("kessai.selector.routing-events",
+                                                         RoutingEvent)
+            if e.decided_by == "wallet-a"][-1] == "SLAVE_TIMEOUT"
+    # The slave comes back and answers: too late, nothing is settled.
+    sw.routes._by_topic[SLAVES].append(to_slave)
+    assert to_slave.handler is answer_later
+    rec = bus.log[SLAVES][0]
+    await sw.door.receive(rec.topic, rec.partition, rec.offset, rec.key, rec.value)
+    await bus.drain()
+    assert seconds_from(bus) == [] and len(bus.messages("kessai.wakeups.unroutable")) == 1

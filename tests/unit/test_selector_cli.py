@@ -37,7 +37,8 @@ def test_the_cli_knows_every_example() -> None:
 
 def test_demo_selector_runs_all_twelve_examples(keydir: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["demo", "selector", "--json", "--keys", str(keydir)]) == 0
+    assert cli.main(["demo", "selector", "--json", "--in-memory", "--keys",
+                     str(keydir)]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["example"] for r in rows] == list(range(1, 13))
     for r in rows:
@@ -48,7 +49,7 @@ def test_demo_selector_runs_all_twelve_examples(keydir: Path,
 
 def test_pay_flow_selector_prints_the_route(keydir: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["pay", "--flow", "selector", "--mode", "brand-selector",
+    assert cli.main(["pay", "--flow", "selector", "--mode", "brand-selector", "--in-memory",
                      "--keys", str(keydir)]) == 0
     out = capsys.readouterr().out
     assert "route   selector → wum-carol-b: brand mastercard" in out

@@ -324,3 +324,24 @@ def test_a_server_wallet_speaks_only_for_its_own_users(keydir: Path) -> None:
     other = SettlementSecrets(secrets.seal_private, users, secrets.held_accounts,
                               secrets.shop_mac, secrets.user_mac)
     assert check_second(second, "wallet-b", key, reg, other) == "auth"
+
+
+async def test_a_direct_wakeup_for_an_unknown_client_is_unroutable_once_and_audited(
+        keydir: Path, tmp_path: Path) -> None:
+    """R-X1/R-X3 without a selector: a wake-up on the modules' topic for a client no module
+    takes is unroutable with its reason, has its routing event, and stays one outcome when
+    the record is delivered again (a crash before the offset commit)."""
+    bus = world(keydir, tmp_path, with_selector=False)
+    request = PaymentRequest("shop-1", "ORDZ", "s-z", "mallory", _content(), _content().amount)
+    await bus.send("kessai.wakeups.wum", request, "mallory", "shop-1")
+    await bus.drain()
+    wum = next(c for c in bus.contexts if c.name == "wum")
+    [rec] = bus.log["kessai.wakeups.wum"]
+    await wum.door.receive(rec.topic, rec.partition, rec.offset, rec.key, rec.value)
+    await bus.drain()
+    assert [(u.wakeup_id, u.reason) for u in unroutable(bus)] == [("shop-1/ORDZ",
+                                                                   "UNKNOWN_CLIENT")]
+    events = bus.messages("kessai.selector.routing-events", RoutingEvent)
+    assert [(e.wakeup_id, e.mode, e.chosen, e.reason) for e in events] == [
+        ("shop-1/ORDZ", "direct", "", "UNKNOWN_CLIENT")]
+    assert deliveries(bus) == {"shop-1/ORDZ": 1}
