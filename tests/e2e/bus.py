@@ -46,15 +46,17 @@ async def send(settings: Settings, topic: str, msg: Any, key: str, actor: str) -
 
 
 # A waiting fetch returns this soon when a partition has nothing new (the embedded broker holds
-# a fetch for its whole wait); short, so reading to a log's end takes one round trip per batch.
-FETCH_WAIT_MS = 50
+# a fetch for its whole wait): short for reading to a log's end (an empty topic is read in
+# about one wait), longer while waiting for a record to come (fewer empty fetches).
+FETCH_WAIT_MS = 20
+WAIT_FOR_FETCH_WAIT_MS = 100
 READ_TIMEOUT_S = 30.0
 
 
-def _consumer(settings: Settings) -> AIOKafkaConsumer:
+def _consumer(settings: Settings, fetch_wait_ms: int = FETCH_WAIT_MS) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
                             group_id=None, auto_offset_reset="earliest",
-                            fetch_max_wait_ms=FETCH_WAIT_MS)
+                            fetch_max_wait_ms=fetch_wait_ms)
 
 
 async def _assign_from_start(c: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
@@ -81,7 +83,7 @@ async def read_all(settings: Settings, topic: str) -> list[Any]:
         out: list[Any] = []
         deadline = time.monotonic() + READ_TIMEOUT_S
         while tps:
-            batch = await c.getmany(timeout_ms=FETCH_WAIT_MS * 4)
+            batch = await c.getmany(timeout_ms=FETCH_WAIT_MS)
             for recs in batch.values():
                 out += recs
             ends = [c.highwater(tp) for tp in tps]
@@ -100,7 +102,7 @@ async def wait_for(settings: Settings, topic: str, predicate: Any, timeout: floa
     """The first decoded message on ``topic`` (from the start) satisfying ``predicate``,
     returned as soon as it is read; records that do not decode are skipped."""
     deadline = time.monotonic() + timeout
-    c = _consumer(settings)
+    c = _consumer(settings, WAIT_FOR_FETCH_WAIT_MS)
     await c.start()
     try:
         tps: list[TopicPartition] = []
@@ -111,7 +113,7 @@ async def wait_for(settings: Settings, topic: str, predicate: Any, timeout: floa
                     await asyncio.sleep(0.5)
                     await c.topics()
                     continue
-            batch = await c.getmany(timeout_ms=200)
+            batch = await c.getmany(timeout_ms=WAIT_FOR_FETCH_WAIT_MS)
             for recs in batch.values():
                 for r in recs:
                     try:
