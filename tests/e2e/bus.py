@@ -45,43 +45,85 @@ async def send(settings: Settings, topic: str, msg: Any, key: str, actor: str) -
         await p.stop()
 
 
-async def read_all(settings: Settings, topic: str) -> list[Any]:
-    """Every record of ``topic`` from the beginning to now (Tansu-safe end detection)."""
-    c = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
-                         group_id=None, auto_offset_reset="earliest")
-    await c.start()
-    try:
-        parts = c.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in parts]
-        if not tps:
-            return []
+# A waiting fetch returns this soon when a partition has nothing new (the embedded broker holds
+# a fetch for its whole wait): short for reading to a log's end (an empty topic is read in
+# about one wait), longer while waiting for a record to come (fewer empty fetches).
+FETCH_WAIT_MS = 20
+WAIT_FOR_FETCH_WAIT_MS = 100
+READ_TIMEOUT_S = 30.0
+
+
+def _consumer(settings: Settings, fetch_wait_ms: int = FETCH_WAIT_MS) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
+                            group_id=None, auto_offset_reset="earliest",
+                            fetch_max_wait_ms=fetch_wait_ms)
+
+
+async def _assign_from_start(c: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or set())]
+    if tps:
         c.assign(tps)
         await c.seek_to_beginning(*tps)
+    return tps
+
+
+async def read_all(settings: Settings, topic: str) -> list[Any]:
+    """Every record of ``topic`` from the beginning to its end as the read finds it.
+
+    The end is each partition's high watermark from the fetch responses (ListOffsets is not
+    used: Tansu answers it short of the end when the last batch holds several records). A
+    record produced after the read reached the end is not waited for: a test that expects a
+    record to appear polls (:func:`wait_for`, ``eventually``), and one that checks a record
+    is absent waits for the condition that makes it so first.
+    """
+    c = _consumer(settings)
+    await c.start()
+    try:
+        tps = await _assign_from_start(c, topic)
         out: list[Any] = []
-        idle_since = time.monotonic()
-        while time.monotonic() - idle_since < 1.5:
-            batch = await c.getmany(timeout_ms=300)
+        deadline = time.monotonic() + READ_TIMEOUT_S
+        while tps:
+            batch = await c.getmany(timeout_ms=FETCH_WAIT_MS)
             for recs in batch.values():
                 out += recs
-                if recs:
-                    idle_since = time.monotonic()
+            ends = [c.highwater(tp) for tp in tps]
+            positions = [await c.position(tp) for tp in tps]
+            if all(end is not None and pos >= end for end, pos in zip(ends, positions, strict=True)):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic} did not reach its end within "
+                                   f"{READ_TIMEOUT_S}s")
         return out
     finally:
         await c.stop()
 
 
 async def wait_for(settings: Settings, topic: str, predicate: Any, timeout: float = 30.0) -> Any:
-    """The first decoded message on ``topic`` (from the start) satisfying ``predicate``."""
+    """The first decoded message on ``topic`` (from the start) satisfying ``predicate``,
+    returned as soon as it is read; records that do not decode are skipped."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for r in await read_all(settings, topic):
-            try:
-                msg = envelope.body_of(envelope.decode(r.value))
-            except Exception:
-                continue
-            if predicate(msg):
-                return msg
-        await asyncio.sleep(0.5)
+    c = _consumer(settings, WAIT_FOR_FETCH_WAIT_MS)
+    await c.start()
+    try:
+        tps: list[TopicPartition] = []
+        while time.monotonic() < deadline:
+            if not tps:  # not created yet: look again (metadata is refreshed on the way)
+                tps = await _assign_from_start(c, topic)
+                if not tps:
+                    await asyncio.sleep(0.5)
+                    await c.topics()
+                    continue
+            batch = await c.getmany(timeout_ms=WAIT_FOR_FETCH_WAIT_MS)
+            for recs in batch.values():
+                for r in recs:
+                    try:
+                        msg = envelope.body_of(envelope.decode(r.value))
+                    except Exception:
+                        continue
+                    if predicate(msg):
+                        return msg
+    finally:
+        await c.stop()
     raise TimeoutError(f"nothing matching on {topic} within {timeout}s")
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from agents import AGENTS
 from kessai.settings import Settings
-from kessai.supervisor import WorkerProc
+from kessai.supervisor import WorkerProc, stop_all
 from tests.e2e.wakeup_world import WAKEUP_ENV
 from topics.provision import create_all
 
@@ -28,6 +28,25 @@ E2E_TIMINGS = {
     "t_authorize_ms": 3_000,
     "result_redelivery_ms": 1_500,
 }
+
+
+# Modules whose tests bring their own broker and workers (`kessai up`, `kessai bench`, the
+# bench's system). They run before every other e2e test, so the package's `system` (created
+# on first use) does not yet idle beside them taking a share of the two cores.
+OWN_SYSTEM_MODULES = ("test_bench.py", "test_process_hygiene.py", "test_replicas.py",
+                      "test_up.py", "test_wheel_install.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    e2e = [i for i, item in enumerate(items) if item.path.parent == here]
+    if not e2e:
+        return
+    block = [items[i] for i in e2e]
+    first = [item for item in block if item.path.name in OWN_SYSTEM_MODULES]
+    rest = [item for item in block if item.path.name not in OWN_SYSTEM_MODULES]
+    for i, item in zip(e2e, first + rest, strict=True):
+        items[i] = item
 
 
 @dataclass
@@ -72,7 +91,9 @@ def wait_ready(workers: list[WorkerProc], timeout: float = 90.0) -> None:
     raise TimeoutError(f"workers not ready after {timeout}s")
 
 
-@pytest.fixture(scope="session")
+# Package scope: only tests/e2e uses it, and its idle workers (and the broker they poll) would
+# otherwise take a share of the cores through every test collected after the e2e ones.
+@pytest.fixture(scope="package")
 def system(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
@@ -98,5 +119,5 @@ def system(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield System(s, workers, f"http://127.0.0.1:{relay_port}",
                      f"http://127.0.0.1:{shop_port}")
     finally:
-        for w in workers.values():
-            w.stop()
+        # All at once (one after another, each worker's ~1 s clean stop added up).
+        stop_all(list(workers.values()), timeout=15.0)

@@ -96,6 +96,10 @@ class Ledger:
         return [s for s in sessions if s not in self.order_of
                 or not self.final(self.order_of[s]) or not self.outcomes[self.order_of[s]]]
 
+    def unsent(self, sessions: list[str]) -> list[str]:
+        """Sessions whose user's 2nd request is not on its topic (yet)."""
+        return [s for s in sessions if self.order_of.get(s) not in self.seconds]
+
 
 async def read_ledger(settings: Settings, sessions: set[str]) -> Ledger:
     registry = keys.load_registry(settings.keys_dir)
@@ -156,7 +160,9 @@ async def test_every_order_ends_paid_iff_approved_when_each_worker_is_killed(
     ledger = Ledger()
     while time.monotonic() - t0 < SETTLE_WITHIN_S:
         ledger = await read_ledger(s, set(sessions))
-        if not ledger.unsettled(sessions):
+        # A 2nd request due while the terminal was down is sent once it is back, possibly
+        # after its order expired (final already): wait for those too, not only for finals.
+        if not ledger.unsettled(sessions) and not ledger.unsent(sessions):
             break
         await asyncio.sleep(1.0)
     settled_s = time.monotonic() - t0

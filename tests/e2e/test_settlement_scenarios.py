@@ -24,7 +24,7 @@ from schemas.v1 import (
     SecondRequest,
 )
 from tests.e2e.conftest import E2E_TIMINGS
-from tests.e2e.tiers import BrokerTier, MemoryTier, Tier
+from tests.e2e.tiers import BrokerTier, MemoryTier, Tier, wait_for_after
 
 pytestmark = [pytest.mark.e2e]
 
@@ -90,8 +90,8 @@ async def test_lone_second_expires(tier: Tier) -> None:
     key = authenticators.join_key("shop-2", order_id)
     await tier.send("kessai.settlement.second", second(tier, "shop-2", order_id), key,
                     "terminal")
-    await tier.elapse(E2E_TIMINGS["t_second_ms"] + 3000)
-    result = await tier.wait_for("kessai.payment-results", result_for(order_id), timeout=30)
+    result = await wait_for_after(tier, E2E_TIMINGS["t_second_ms"] + 3000,
+                                  "kessai.payment-results", result_for(order_id), timeout=30)
     assert result.outcome == "EXPIRED" and result.recipient == "user"
 
 
@@ -145,6 +145,6 @@ async def test_channel_method_refuses_a_second_request_from_a_non_terminal(tier:
                                and m.topic == "kessai.settlement.second"
                                and order_id.encode() in m.original)
     assert dead.reason == "unauthorized_sender" and dead.agent == "settlement"
-    await tier.elapse(E2E_TIMINGS["t_first_ms"] + 3000)  # the lone 1st request's lifetime
-    result = await tier.wait_for("kessai.payment-results", result_for(order_id))
+    result = await wait_for_after(tier, E2E_TIMINGS["t_first_ms"] + 3000,  # the lone 1st
+                                  "kessai.payment-results", result_for(order_id))  # lifetime
     assert result.outcome == "EXPIRED"

@@ -34,7 +34,7 @@ from schemas.wakeup import (
     TxnNumber,
 )
 from tests.e2e.conftest import E2E_TIMINGS
-from tests.e2e.tiers import BrokerTier, MemoryTier, Tier
+from tests.e2e.tiers import BrokerTier, MemoryTier, Tier, wait_for_after
 from tests.e2e.wakeup_world import (
     TOTAL,
     WAKEUP_AGENTS,
@@ -181,8 +181,7 @@ async def test_3_expired_auth_result_sends_no_authenticity(tier: Tier) -> None:
     sale_ref = ref()
     await sale(tier, "pos-1", sale_ref)
     await screen(tier, "3345678", "aborted", before)
-    await tier.elapse(DEVICE_WAIT_MS + 2_000)
-    r = await receipt(tier, "pos-1", sale_ref, timeout=40)
+    r = await receipt(tier, "pos-1", sale_ref, timeout=40, after_ms=DEVICE_WAIT_MS + 2_000)
     assert r.outcome == "STOPPED" and "device_timeout" in r.lines[-1]
     opens = [m for m in await messages(tier, "kessai.paygate.sessions", SessionOpen)
              if m.user_id == "00003"]
@@ -250,8 +249,7 @@ async def test_6_not_agree_sends_nothing_and_the_gateway_times_out(tier: Tier) -
     await press(tier, "2234567", "not_agree")
     await screen(tier, "2234567", "stopped", before)
     assert len(await messages(tier, "kessai.paygate.sessions")) == sent
-    await tier.elapse(CONFIRM_MS + 2_000)
-    r = await receipt(tier, "pos-2", sale_ref)
+    r = await receipt(tier, "pos-2", sale_ref, after_ms=CONFIRM_MS + 2_000)
     assert r.outcome == "STOPPED" and "confirmation_timeout" in r.lines[-1]
     assert not [m for m in await messages(tier, "kessai.credit.requests", CreditRequest)
                 if m.transaction_number == r.transaction_number]
@@ -268,8 +266,7 @@ async def test_7_device_times_out_when_the_gateway_is_silent(tier: Tier) -> None
                                                "payment@paygate.kessai.example",
                                                [START_PAYMENT_APP]), "5555555", "direction")
     await screen(tier, "5555555", "wakeup", before)
-    await tier.elapse(RESPONSE_MS + 2_000)
-    aborted = await screen(tier, "5555555", "aborted", before)
+    aborted = await screen(tier, "5555555", "aborted", before, after_ms=RESPONSE_MS + 2_000)
     assert "must be carried out from the beginning" in aborted.text
 
 
@@ -529,15 +526,16 @@ async def test_12_embodiment_2_refusals(tier: Tier, case: str) -> None:
         case, "00002")
     before = len(await screens_of(tier, "2234567"))
     sale_ref = await card_sale(tier, "pos-2", user)
+    no_reply_ms = 0
     if case in ("no_reply", "bad_password"):
         await screen(tier, "2234567", "confirm", before)
         if case == "bad_password":
             await press(tier, "2234567", "confirm", wrong_password=True)
         else:
-            await tier.elapse(int(WAKEUP_ENV["KESSAI_PAYGATE_REPLY_MS"]) + 2_000)
-    refused = await tier.wait_for("kessai.pos.card-numbers",
-                                  lambda m: isinstance(m, CardRefused)
-                                  and m.request_ref == sale_ref, timeout=40)
+            no_reply_ms = int(WAKEUP_ENV["KESSAI_PAYGATE_REPLY_MS"]) + 2_000
+    refused = await wait_for_after(tier, no_reply_ms, "kessai.pos.card-numbers",
+                                   lambda m: isinstance(m, CardRefused)
+                                   and m.request_ref == sale_ref, timeout=40)
     assert refused.reason == case
     r = await receipt(tier, "pos-2", sale_ref)
     assert r.outcome == "REJECTED" and case in r.lines[-1]
@@ -558,10 +556,10 @@ async def test_13_embodiment_2_unknown_ciphertext_fails_authentication(tier: Tie
         "pos-1", request_ref, enc, request_ref, "1111111111", Money(TOTAL, "JPY"), "L"),
         w.encrypted_card_ref(enc), "pos-1")
     # The key may come after the request (two topics): the credit server waits for it first.
-    await tier.elapse(int(WAKEUP_ENV["KESSAI_CREDIT_KEY_WAIT_MS"]) + 2_000)
-    answer = await tier.wait_for("kessai.pos.credit-answers",
-                                 lambda m: isinstance(m, CreditAnswer)
-                                 and m.request_ref == request_ref)
+    answer = await wait_for_after(tier, int(WAKEUP_ENV["KESSAI_CREDIT_KEY_WAIT_MS"]) + 2_000,
+                                  "kessai.pos.credit-answers",
+                                  lambda m: isinstance(m, CreditAnswer)
+                                  and m.request_ref == request_ref)
     assert (answer.allowed, answer.reason) == (False, "failure_of_authentication")
 
 

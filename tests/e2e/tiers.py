@@ -85,3 +85,17 @@ class BrokerTier:
 
     async def close(self) -> None:
         return None
+
+
+async def wait_for_after(tier: Tier, ms: int, topic: str, predicate: Callable[[Any], bool],
+                         timeout: float = 30.0) -> Any:
+    """The message ``predicate`` matches on ``topic`` once ``ms`` of time have passed.
+
+    In memory the clock jumps ``ms`` and the bus settles. On the broker time cannot jump: the
+    wait starts at once and lasts up to ``ms`` longer than ``timeout``, so it ends when the
+    record comes instead of after a fixed sleep of ``ms``.
+    """
+    if isinstance(tier, MemoryTier):
+        await tier.elapse(ms)
+        return await tier.wait_for(topic, predicate, timeout)
+    return await tier.wait_for(topic, predicate, timeout + ms / 1000)

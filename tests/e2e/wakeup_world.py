@@ -10,7 +10,7 @@ from typing import Any
 from kessai import envelope
 from schemas.wakeup import DeviceCommand, PhoneScreen, PosSale, Receipt, SaleItem
 from tests.e2e import bus as broker_bus
-from tests.e2e.tiers import MemoryTier, Tier
+from tests.e2e.tiers import MemoryTier, Tier, wait_for_after
 
 # One set of timings for both tiers ([X] values, shortened so the broker tier can wait them
 # out); the e2e system fixture gives its workers the same through the environment.
@@ -77,8 +77,13 @@ async def messages(tier: Tier, topic: str, kind: type | None = None) -> list[Any
 
 
 async def screen(tier: Tier, device_id: str, name: str, after: int = 0,
-                 timeout: float = 30.0) -> PhoneScreen:
-    """The first screen ``name`` the phone showed after its ``after`` first screens."""
+                 timeout: float = 30.0, after_ms: int = 0) -> PhoneScreen:
+    """The first screen ``name`` the phone showed after its ``after`` first screens, once
+    ``after_ms`` of time have passed (see :func:`tests.e2e.tiers.wait_for_after`)."""
+    if isinstance(tier, MemoryTier):
+        await tier.elapse(after_ms)
+    else:
+        timeout += after_ms / 1000
     seen: list[int] = [0]
 
     def match(m: Any) -> bool:
@@ -102,9 +107,11 @@ async def screens_of(tier: Tier, device_id: str) -> list[PhoneScreen]:
             if m.device_id == device_id]
 
 
-async def receipt(tier: Tier, pos_id: str, sale_ref: str, timeout: float = 30.0) -> Receipt:
-    return await tier.wait_for(  # type: ignore[no-any-return]
-        "kessai.pos.receipts",
+async def receipt(tier: Tier, pos_id: str, sale_ref: str, timeout: float = 30.0,
+                  after_ms: int = 0) -> Receipt:
+    """The POS's receipt for the sale, once ``after_ms`` of time have passed."""
+    return await wait_for_after(  # type: ignore[no-any-return]
+        tier, after_ms, "kessai.pos.receipts",
         lambda m: isinstance(m, Receipt) and m.pos_id == pos_id and m.sale_ref == sale_ref,
         timeout)
 
