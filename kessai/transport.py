@@ -41,8 +41,9 @@ log = logging.getLogger("kessai.transport")
 
 class AdaptiveWait:
     """The consumer's fetch wait: ``fetch_wait_busy_ms`` after a fetch that brought records;
-    doubling per empty fetch up to ``fetch_wait_quiet_ms``, and once ``idle_after_ms`` passed
-    without a record up to ``fetch_wait_idle_ms``."""
+    doubling per empty fetch up to ``fetch_wait_quiet_ms``, once ``idle_after_ms`` passed
+    without a record up to ``fetch_wait_idle_ms``, and once ``deep_idle_after_ms`` passed up
+    to ``fetch_wait_deep_ms`` (if set)."""
 
     def __init__(self, waits: Waits, clock: Any = time.monotonic) -> None:
         self.waits = waits
@@ -58,8 +59,13 @@ class AdaptiveWait:
             self._last_data = now
             self.current_ms = w.fetch_wait_busy_ms
         else:
-            idle = (now - self._last_data) * 1000 >= w.idle_after_ms
-            cap = w.fetch_wait_idle_ms if idle else w.quiet_cap_ms
+            quiet_for_ms = (now - self._last_data) * 1000
+            if w.fetch_wait_deep_ms and quiet_for_ms >= w.deep_idle_after_ms:
+                cap = w.fetch_wait_deep_ms
+            elif quiet_for_ms >= w.idle_after_ms:
+                cap = w.fetch_wait_idle_ms
+            else:
+                cap = w.quiet_cap_ms
             self.current_ms = min(cap, max(self.current_ms * 2, 1))
         return self.current_ms
 

@@ -499,20 +499,25 @@ async def _floors(system: System, plan: Plan, progress: Progress,
 def _idle(system: System, seconds: float, progress: Progress) -> dict[str, Any]:
     """CPU of the idle system: after a pause for the fetch waits to grow, ``seconds`` of
     nothing to do."""
-    bar = progress.task("idle system", round(seconds) + 3)
+    # A system left alone: the fetch waits have grown to their longest (the deep idle wait
+    # once nothing arrived for deep_idle_after_ms, else the idle wait), a few seconds' ramp.
+    w = system.settings.waits
+    pause = 3 + (w.deep_idle_after_ms // 1000 if w.fetch_wait_deep_ms else
+                 w.idle_after_ms // 1000)
+    bar = progress.task("idle system", round(seconds) + pause)
     settled = _settle(system)  # a backlog still being worked off is not idle
-    for i in range(3):
+    for i in range(pause):
         time.sleep(1.0)
         bar(i + 1)
     pids = system.pids()
     before, busy, t0 = cpu.sample(pids), cpu.machine_busy(), time.monotonic()
     time.sleep(seconds)
-    bar(round(seconds) + 3)
+    bar(round(seconds) + pause)
     wall = time.monotonic() - t0
     used = stats.cpu_seconds(before, cpu.sample(pids))
     machine = cpu.busy_fraction(busy, cpu.machine_busy())
     total = sum(used.values()) / wall
-    return {"seconds": round(wall, 1), "cores_total": round(total, 3),
+    return {"seconds": round(wall, 1), "after_quiet_s": pause, "cores_total": round(total, 3),
             "settled": settled is not None,
             "per_process": {k: round(v / wall, 3) for k, v in
                             sorted(used.items(), key=lambda x: -x[1])},
@@ -768,8 +773,9 @@ def print_report(r: dict[str, Any], out: Any = sys.stdout) -> None:
         w(f"  CPU          {_f(ra['cpu_vs_crypto'], '.1f', '×')} the crypto floor per payment\n")
     idle = r.get("idle")
     if idle:
-        w(f"idle system    {idle['cores_total']:.3f} cores over {idle['seconds']:.0f} s after the "
-          "run (" + ", ".join(f"{k} {v:.3f}" for k, v in idle["per_process"].items()) + ")\n")
+        w(f"idle system    {idle['cores_total']:.3f} cores over {idle['seconds']:.0f} s, "
+          f"{idle.get('after_quiet_s', 3)} s after the run ("
+          + ", ".join(f"{k} {v:.3f}" for k, v in idle["per_process"].items()) + ")\n")
         if not idle.get("settled", True):
             w("               NOTE: the system was still working off a backlog: not an idle "
               "figure\n")

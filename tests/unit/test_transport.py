@@ -9,7 +9,8 @@ import pytest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from kessai import transport
-from kessai.settings import Waits
+from kessai.errors import ConfigError
+from kessai.settings import Waits, waits_from_env
 
 
 class _Buffer:
@@ -138,3 +139,33 @@ def test_a_quiet_cap_lets_empty_fetches_back_off_before_the_idle_time() -> None:
     now[0] = 3.0
     assert w.on_fetch(False) == 40  # idle: on towards the idle wait
     assert w.on_fetch(True) == 4
+
+
+def test_a_system_left_alone_backs_off_to_the_deep_idle_wait() -> None:
+    now = [0.0]
+    waits = Waits(fetch_wait_busy_ms=4, fetch_wait_idle_ms=250, idle_after_ms=2_000,
+                  fetch_wait_quiet_ms=20, fetch_wait_deep_ms=1000, deep_idle_after_ms=30_000)
+    w = transport.AdaptiveWait(waits, clock=lambda: now[0])
+    w.on_fetch(True)
+    now[0] = 3.0
+    assert [w.on_fetch(False) for _ in range(8)][-1] == 250  # idle: capped at the idle wait
+    now[0] = 29.9
+    assert w.on_fetch(False) == 250  # a pause shorter than deep_idle_after keeps it
+    now[0] = 30.0
+    assert [w.on_fetch(False) for _ in range(3)] == [500, 1000, 1000]
+    assert w.on_fetch(True) == 4  # the first record: short again at once
+
+
+def test_the_deep_idle_tier_is_validated_and_follows_the_idle_wait(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Waits.for_kind("embedded").fetch_wait_deep_ms == 1000
+    assert Waits.for_kind("kafka").fetch_wait_deep_ms == 0  # Kafka answers a waiting fetch
+    with pytest.raises(ConfigError, match="fetch_wait_deep_ms"):
+        Waits(fetch_wait_busy_ms=4, fetch_wait_idle_ms=250, fetch_wait_deep_ms=100)
+    with pytest.raises(ConfigError, match="deep_idle_after_ms"):
+        Waits(fetch_wait_busy_ms=4, fetch_wait_idle_ms=250, fetch_wait_deep_ms=1000,
+              deep_idle_after_ms=1000)
+    monkeypatch.setenv("KESSAI_FETCH_WAIT_IDLE_MS", "2000")
+    assert waits_from_env("embedded").fetch_wait_deep_ms == 2000  # never below the idle wait
+    monkeypatch.setenv("KESSAI_FETCH_WAIT_DEEP_MS", "0")
+    assert waits_from_env("embedded").fetch_wait_deep_ms == 0
