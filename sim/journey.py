@@ -385,26 +385,37 @@ def demo_purchases() -> list[Purchase]:
     ]
 
 
+def verdict(p: Purchase, t_second_ms: int, timeout_s: float) -> str:
+    """``ok``, ``UNEXPECTED``, or why an expiry was not waited for: a purchase the user never
+    confirms ends EXPIRED only after the settlement server's 2nd-request lifetime, which on a
+    system not started with ``kessai up --demo`` (8 s) is longer than the demo waits."""
+    if p.outcome == p.expect:
+        return "ok"
+    if p.expect == "EXPIRED" and p.outcome is None and t_second_ms > timeout_s * 1000 \
+            and not any(h.type == "settlement-second" for h in p.hops):
+        return (f"pending: no 2nd request sent; it expires after {t_second_ms // 1000} s here "
+                "(kessai up --demo: 8 s)")
+    return "UNEXPECTED"
+
+
 def demo(settings: Settings, as_json: bool, timeout_s: float = 45.0) -> int:
     purchases = demo_purchases()
     if not as_json:
         print(f"kessai demo: {len(purchases)} purchases on {settings.bootstrap}", flush=True)
     asyncio.run(drive(settings, purchases, timeout_s, progress=not as_json))
-    ok = True
-    for p in purchases:
-        ok &= p.outcome == p.expect
+    marks = [verdict(p, settings.t_second_ms, timeout_s) for p in purchases]
+    for p, mark in zip(purchases, marks, strict=True):
         if as_json:
-            print(json.dumps(p.report(), ensure_ascii=False))
+            print(json.dumps({**p.report(), "verdict": mark}, ensure_ascii=False))
         else:
             print_journey(p)
     if not as_json:
         print("\nsummary:")
-        for p in purchases:
-            mark = "ok" if p.outcome == p.expect else "UNEXPECTED"
+        for p, mark in zip(purchases, marks, strict=True):
             print(f"  {p.name:<52} {p.outcome or 'TIMEOUT':<12} shop {p.shop_status or '-':<16}"
                   f" {mark}")
     sys.stdout.flush()
-    return 0 if ok else 1
+    return 1 if "UNEXPECTED" in marks else 0
 
 
 def run_demo(args: argparse.Namespace, settings: Settings) -> int:
