@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from kessai import authenticators, certificates, crypto
 from kessai.errors import BadSignature, IntegrityError
-from schemas.wakeup import GatewayCertificate
+from schemas.wakeup import GatewayCertificate, PosCompletion
 
 START_PAYMENT_APP = "START_PAYMENT_APP"
 CERT_DOMAIN = b"kessai/gateway-certificate/v1\x00"
@@ -103,3 +103,13 @@ def credit_key_context(encrypted: bytes) -> bytes:
 def reply_password_context(request_ref: str) -> bytes:
     """For ``ConfirmationReply.password_sealed``: opens only at the gateway, for this request."""
     return b"kessai/wakeup-reply-password/v1\x00" + request_ref.encode()
+
+
+def takes_completion(number: str, outcome: str, completion: PosCompletion) -> bool:
+    """Whether a POS sale or a web order that holds transaction ``number`` (or none yet) and
+    ``outcome`` (or none yet) takes ``completion`` (Sd7, P4): only once, and only for its own
+    transaction number when both name one."""
+    if outcome:
+        return False
+    theirs = completion.transaction_number
+    return not (number and theirs and theirs != number)

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from kessai.money import Money
-from protocols.wakeup import METHOD_NAMES
+from protocols.wakeup import METHOD_NAMES, takes_completion
 from schemas.wakeup import (
     CardNumberRequest,
     CardRefused,
@@ -155,10 +155,7 @@ def on_txn_number(state: Pos, msg: TxnNumber) -> Step:
 def on_completion(pos_id: str, merchant_code: str, state: Pos, msg: PosCompletion) -> Step:
     """Sd7 (P4): store the completion with the sale and its number, print the receipt once."""
     sale = state.sales.get(msg.sale_ref)
-    if sale is None or sale.outcome:
-        return Step(state)
-    if sale.transaction_number and msg.transaction_number \
-            and msg.transaction_number != sale.transaction_number:
+    if sale is None or not takes_completion(sale.transaction_number, sale.outcome, msg):
         return Step(state)
     sale = replace(sale, transaction_number=sale.transaction_number or msg.transaction_number,
                    outcome=msg.outcome, reason=msg.reason, method=msg.method)

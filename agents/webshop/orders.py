@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from protocols.wakeup import takes_completion
 from schemas.wakeup import (
     PosCompletion,
     SaleItem,
@@ -92,10 +93,7 @@ def on_txn_number(state: Shop, msg: TxnNumber) -> Step:
 def on_completion(shop_id: str, state: Shop, msg: PosCompletion) -> Step:
     """The completion over network 10A: stored with the order, shown once."""
     order = state.orders.get(msg.sale_ref)
-    if order is None or order.outcome:
-        return Step(state)
-    if order.transaction_number and msg.transaction_number \
-            and msg.transaction_number != order.transaction_number:
+    if order is None or not takes_completion(order.transaction_number, order.outcome, msg):
         return Step(state)
     order = replace(order, transaction_number=order.transaction_number or msg.transaction_number,
                     outcome=msg.outcome, reason=msg.reason, method=msg.method)
