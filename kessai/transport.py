@@ -70,8 +70,9 @@ class AdaptiveWait:
         return self.current_ms
 
 
-def _adapt_fetcher(consumer: Any, waits: Waits) -> None:
-    """Wrap the started aiokafka fetcher so each fetch round adapts the wait."""
+def adapt_fetcher(consumer: Any, waits: Waits) -> AdaptiveWait:
+    """Wrap a started aiokafka consumer's fetcher so each fetch round adapts the wait (also
+    used by the archiver's own consumer loop); returns the wait it follows."""
     fetcher = consumer._fetcher
     wait = AdaptiveWait(waits)
     fetcher._fetch_max_wait_ms = wait.current_ms
@@ -83,6 +84,7 @@ def _adapt_fetcher(consumer: Any, waits: Waits) -> None:
         return had_data
 
     fetcher._proc_fetch_request = proc
+    return wait
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -96,7 +98,7 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         async def start_and_adapt() -> None:
             await start()
             if waits.fetch_wait_idle_ms > waits.fetch_wait_busy_ms:
-                _adapt_fetcher(consumer, waits)
+                adapt_fetcher(consumer, waits)
 
         consumer.start = start_and_adapt
         return consumer

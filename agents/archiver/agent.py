@@ -26,7 +26,10 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -36,7 +39,8 @@ from agents.archiver.store import ArchiveStore
 from kessai import envelope
 from kessai.errors import ConfigError
 from kessai.runtime import AgentContext
-from kessai.settings import Settings
+from kessai.settings import Settings, Waits
+from kessai.transport import adapt_fetcher
 from topics.catalogue import CATALOGUE, CHECKPOINTS
 
 log = logging.getLogger("kessai.archiver")
@@ -70,6 +74,26 @@ def policy_of(settings: Settings) -> dict[str, int]:
     return {"t_first_ms": settings.t_first_ms, "t_second_ms": settings.t_second_ms,
             "t_history_ms": settings.t_history_ms, "t_authorize_ms": settings.t_authorize_ms,
             "result_redelivery_ms": settings.result_redelivery_ms}
+
+
+def heads_to_sign(heads: Mapping[tuple[str, int], Any]) -> dict[tuple[str, int], int]:
+    """What decides whether a checkpoint is due: every partition's head offset except those of
+    the checkpoint topic itself. Each checkpoint is archived too; counting it would make every
+    checkpoint call for the next, so an idle archiver would sign and send one per interval
+    forever (and never reach its deep idle wait). A checkpoint still covers those heads."""
+    return {tp: h.offset for tp, h in heads.items() if tp[0] != CHECKPOINTS}
+
+
+def archive_waits(waits: Waits) -> Waits | None:
+    """The archiver's fetch wait: never shorter than the workers' idle wait (the archive needs
+    no low latency, and its one fetch covers every partition of every topic: ~300 on the
+    embedded broker, whose CPU grows with partitions × fetches), and as deep as theirs once
+    nothing has arrived for ``deep_idle_after_ms``. None when there is no deeper tier (a real
+    cluster answers a waiting fetch at once, so its one wait is all there is)."""
+    if not waits.fetch_wait_deep_ms or waits.fetch_wait_deep_ms <= waits.fetch_wait_idle_ms:
+        return None
+    return replace(waits, fetch_wait_busy_ms=waits.fetch_wait_idle_ms,
+                   fetch_wait_quiet_ms=waits.fetch_wait_idle_ms)
 
 
 class Archiver:
@@ -113,13 +137,14 @@ class Archiver:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap, group_id="kessai-archiver-log",
             client_id=f"{settings.client_id_prefix}-archiver", enable_auto_commit=False,
-            # The idle wait always: the archive needs no low latency, and a short wait over
-            # every partition of every topic would cost CPU on an idle system.
             auto_offset_reset="earliest", fetch_max_wait_ms=settings.waits.fetch_wait_idle_ms,
             max_poll_records=MAX_BATCH)
         log.info("archiving %d partitions of %d topics into %s", len(tps), len(CATALOGUE),
                  self.path)
         await consumer.start()
+        deeper = archive_waits(settings.waits)
+        if deeper is not None:
+            adapt_fetcher(consumer, deeper)
         try:
             consumer.assign(tps)
             fresh = []
@@ -178,7 +203,7 @@ class Archiver:
 
     async def checkpoint(self, send_timeout_s: float | None = None) -> None:
         """Sign the chain heads and keep them in the archive and on the checkpoint topic."""
-        current = {tp: h.offset for tp, h in self.chains.heads.items()}
+        current = heads_to_sign(self.chains.heads)
         if current == self._signed_heads:
             return
         assert self.store is not None

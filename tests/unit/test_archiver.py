@@ -57,3 +57,30 @@ async def test_heads_survive_a_reopen_and_a_failed_batch_leaves_nothing(tmp_path
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 2
     db.close()
+
+
+def test_the_archiver_waits_at_least_the_idle_wait_and_deepens_like_the_workers() -> None:
+    from agents.archiver.agent import archive_waits
+    from kessai.settings import Waits
+
+    embedded = archive_waits(Waits.for_kind("embedded"))
+    assert embedded is not None
+    idle = Waits.for_kind("embedded").fetch_wait_idle_ms
+    assert embedded.fetch_wait_busy_ms == idle  # records flowing: still the idle wait
+    assert embedded.quiet_cap_ms == idle
+    assert embedded.fetch_wait_deep_ms == Waits.for_kind("embedded").fetch_wait_deep_ms
+    assert embedded.deep_idle_after_ms == Waits.for_kind("embedded").deep_idle_after_ms
+    assert archive_waits(Waits.for_kind("kafka")) is None  # one wait, no tiers
+
+
+def test_an_archived_checkpoint_alone_does_not_call_for_another() -> None:
+    from agents.archiver.agent import heads_to_sign
+    from topics.catalogue import CHECKPOINTS
+
+    chains = Chains()
+    chains.extend([rec(0), rec(1)])
+    signed = heads_to_sign(chains.heads)
+    chains.extend([rec(0, topic=CHECKPOINTS)])  # the archiver's own checkpoint, read back
+    assert heads_to_sign(chains.heads) == signed
+    chains.extend([rec(2)])  # anything else is new
+    assert heads_to_sign(chains.heads) != signed

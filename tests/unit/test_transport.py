@@ -169,3 +169,29 @@ def test_the_deep_idle_tier_is_validated_and_follows_the_idle_wait(
     assert waits_from_env("embedded").fetch_wait_deep_ms == 2000  # never below the idle wait
     monkeypatch.setenv("KESSAI_FETCH_WAIT_DEEP_MS", "0")
     assert waits_from_env("embedded").fetch_wait_deep_ms == 0
+
+
+def test_adapt_fetcher_sets_the_wait_of_the_next_fetch_after_each_round() -> None:
+    """The wrap the workers and the archiver use: an empty round lengthens the aiokafka
+    fetcher's ``_fetch_max_wait_ms``, a round with records makes it short again."""
+    waits = Waits(fetch_wait_busy_ms=4, fetch_wait_idle_ms=250, fetch_wait_quiet_ms=20)
+    results = iter([False, False, True])
+
+    class _Fetcher:
+        _fetch_max_wait_ms = 1500  # aiokafka's: faust's constant
+
+        async def _proc_fetch_request(self, *args: Any) -> bool:
+            return next(results)
+
+    class _Consumer:
+        _fetcher = _Fetcher()
+
+    consumer = _Consumer()
+    transport.adapt_fetcher(consumer, waits)
+    fetcher = consumer._fetcher
+    assert fetcher._fetch_max_wait_ms == 4
+    seen = []
+    for _ in range(3):
+        asyncio.run(fetcher._proc_fetch_request(None, 0, None))
+        seen.append(fetcher._fetch_max_wait_ms)
+    assert seen == [8, 16, 4]
