@@ -27,7 +27,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
 from typing import Literal
 
 from kessai.errors import KessaiError
@@ -220,12 +219,6 @@ def card_from_form(number: str, expiry: str) -> tuple[str, str]:
     if not 1 <= month <= 12:
         raise FormError("the expiry month must be 01 to 12")
     return digits, f"{year:04d}-{month:02d}"
-
-
-def expired(expiry: str, today: date) -> bool:
-    """A ``YYYY-MM`` card is valid through the end of its month."""
-    year, month = (int(x) for x in expiry.split("-"))
-    return (year, month) < (today.year, today.month)
 
 
 def user_from_form(raw: str) -> str:

@@ -285,3 +285,22 @@ def test_each_step_shows_its_screen() -> None:
 def test_a_method_without_a_known_name_is_offered_by_its_code() -> None:
     step = app.on_methods(at("proceed"), PaymentMethods("dev-1", "m1", ["Z9"]))
     assert isinstance(step, Step) and step.effects[0].options == ("Z9: Z9",)  # type: ignore[union-attr]
+
+
+def test_history_goes_to_the_gateway_only_for_an_unexpired_authentication() -> None:
+    """V4 (the phone's history page): the request names the authenticated user and this
+    device, keyed by the user; without a stored authentication, or once it expired (D3),
+    nothing is sent and the user is told to log in."""
+    from agents.device.app import HISTORY
+    from schemas.wakeup import HistoryRequest
+
+    step = app.history(UIM, Phone(auth=AUTH), 9_999, "req-1")
+    assert isinstance(step, Step)
+    assert step.effects == (Send(HISTORY, HistoryRequest("00001", "dev-1", "req-1"), "00001"),)
+    assert step.state.auth == AUTH
+
+    for state, now in ((Phone(), 0), (Phone(auth=AUTH), 10_000)):
+        step = app.history(UIM, state, now, "req-2")
+        assert screens(step) == ["history_refused"]
+        assert not [e for e in step.effects if isinstance(e, Send)]
+        assert step.state.auth is None
