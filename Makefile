@@ -27,3 +27,5 @@ mutate:  ## mutation testing of the pure decision modules against the fast unit 
 		&& pip install -q 'click>=6.7,<8.4'
 	rm -rf mutants
 	. .venv/bin/activate && mutmut run --max-children $(CHILDREN) $(MUTANTS) && python tests/mutation_summary.py
+	# every survivor that is not a changed message must be named in docs/testing.md
+	. .venv/bin/activate && python tests/mutation_review.py
