@@ -11,40 +11,29 @@ CI (``CI=true``): the claims it demonstrates must be shown there.
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from tests.e2e.bus import relay_up
 from tests.e2e.conftest import System
+from tests.e2e.pages import chromium
 from tests.e2e.test_pan_scan import pans_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.broker, pytest.mark.timeout(300)]
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 STEP_MS = 90_000
 
 
 @pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Browser]:
     """Debian's headless Chromium under Playwright; closed at the end."""
-    if CHROMIUM is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("Chromium is not installed: CI must run the browser test "
-                        "(apt-get install chromium)")
-        pytest.skip("Chromium is not installed (apt-get install chromium)")
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
+    async with chromium() as b:
+        yield b
 
 
 async def state(page: Page) -> dict[str, Any]:

@@ -5,8 +5,6 @@ agents on the in-memory bus."""
 
 from __future__ import annotations
 
-import shutil
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -26,8 +24,8 @@ from sim.selector_world import (
     user_results,
     world,
 )
-
-pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="no chromium")
+from tests.e2e.conftest import free_port
+from tests.e2e.pages import chromium
 
 
 @pytest.fixture(scope="module")
@@ -37,23 +35,10 @@ def keydir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 async def browser() -> AsyncIterator[object]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=shutil.which("chromium"),
-                                     args=["--no-sandbox"])
-        try:
-            yield b
-        finally:
-            await b.close()
+    async with chromium() as b:
+        yield b
     await close_worlds()
 
 

@@ -5,9 +5,6 @@ in-memory bus with their real handlers; the browser talks HTTP to the device age
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,43 +12,9 @@ from typing import Any
 import pytest
 
 from kessai.settings import Settings
-from tests.e2e.conftest import E2E_TIMINGS
-from tests.e2e.tiers import MemoryTier
+from tests.e2e.conftest import E2E_TIMINGS, free_port
+from tests.e2e.pages import Pumped, chromium, pumped
 from tests.e2e.wakeup_world import WAKEUP_AGENTS, WAKEUP_ENV, receipt, ref, sale
-
-playwright_api = pytest.importorskip("playwright.async_api")
-pytestmark = [pytest.mark.skipif(shutil.which("chromium") is None,
-                                 reason="no chromium on PATH")]
-
-
-class Pumped(MemoryTier):
-    """The in-memory tier with a background pump: the browser's clicks arrive by HTTP at
-    any time, so the bus is drained continuously (one drain at a time, in order)."""
-
-    lock: asyncio.Lock
-
-    async def send(self, topic: str, msg: Any, key: str, actor: str) -> None:
-        async with self.lock:
-            await self.bus.send(topic, msg, key, actor)
-            await self.bus.drain()
-
-    async def wait_for(self, topic: str, predicate: Any, timeout: float = 30.0) -> Any:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            async with self.lock:
-                await self.bus.drain()
-                for msg in self.bus.messages(topic):
-                    if predicate(msg):
-                        return msg
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(topic)
-            await asyncio.sleep(0.1)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -60,28 +23,9 @@ async def phone(keys_dir: Path, tmp_path: Path,
     port = free_port()
     for k, v in {**WAKEUP_ENV, "KESSAI_DEVICE_HTTP_PORT": str(port)}.items():
         monkeypatch.setenv(k, v)
-    tier = Pumped(Settings(keys_dir=keys_dir, data_dir=tmp_path, **E2E_TIMINGS), WAKEUP_AGENTS)
-    tier.lock = asyncio.Lock()
-    await tier.bus.start()
-
-    async def pump() -> None:
-        while True:
-            async with tier.lock:
-                tier.clock.advance(50)  # the injected clock follows the wall clock roughly,
-                await tier.bus.tick()  # so timers (the POS's poll) come round
-            await asyncio.sleep(0.05)
-
-    task = asyncio.create_task(pump())
-    async with playwright_api.async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=shutil.which("chromium"),
-                                          args=["--no-sandbox"])
-        try:
-            page = await browser.new_page()
-            yield tier, f"http://127.0.0.1:{port}", page
-        finally:
-            await browser.close()
-            task.cancel()
-            await tier.bus.stop()
+    settings = Settings(keys_dir=keys_dir, data_dir=tmp_path, **E2E_TIMINGS)
+    async with pumped(settings, WAKEUP_AGENTS) as tier, chromium() as browser:
+        yield tier, f"http://127.0.0.1:{port}", await browser.new_page()
 
 
 async def shows(page: Any, screen: str) -> str:

@@ -6,8 +6,6 @@ bus with their real handlers; the pages talk HTTP to their agents' fronts.
 
 from __future__ import annotations
 
-import asyncio
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,12 +15,10 @@ import pytest
 from kessai.settings import Settings
 from sim import devdata
 from tests.e2e.conftest import E2E_TIMINGS, free_port
-from tests.e2e.test_wakeup_phone_browser import Pumped, log_in, shows
+from tests.e2e.pages import Pumped, chromium, pumped
+from tests.e2e.test_wakeup_phone_browser import log_in, shows
 from tests.e2e.wakeup_world import WAKEUP_AGENTS, WAKEUP_ENV
 
-playwright_api = pytest.importorskip("playwright.async_api")
-pytestmark = [pytest.mark.skipif(shutil.which("chromium") is None,
-                                 reason="no chromium on PATH")]
 CARD_NUMBERS = [u.card_number for u in devdata.WAKEUP_USERS if u.card_number]
 
 
@@ -32,29 +28,11 @@ async def world(keys_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ports = {"KESSAI_DEVICE_HTTP_PORT": free_port(), "KESSAI_WEBSHOP_PORT": free_port()}
     for k, v in {**WAKEUP_ENV, **{k: str(p) for k, p in ports.items()}}.items():
         monkeypatch.setenv(k, v)
-    tier = Pumped(Settings(keys_dir=keys_dir, data_dir=tmp_path, **E2E_TIMINGS), WAKEUP_AGENTS)
-    tier.lock = asyncio.Lock()
-    await tier.bus.start()
-
-    async def pump() -> None:
-        while True:
-            async with tier.lock:
-                tier.clock.advance(50)  # the injected clock follows the wall clock roughly,
-                await tier.bus.tick()  # so timers (the POS's poll) come round
-            await asyncio.sleep(0.05)
-
-    task = asyncio.create_task(pump())
     urls = {"phone": f"http://127.0.0.1:{ports['KESSAI_DEVICE_HTTP_PORT']}",
             "shop": f"http://127.0.0.1:{ports['KESSAI_WEBSHOP_PORT']}"}
-    async with playwright_api.async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=shutil.which("chromium"),
-                                          args=["--no-sandbox"])
-        try:
-            yield tier, urls, browser
-        finally:
-            await browser.close()
-            task.cancel()
-            await tier.bus.stop()
+    settings = Settings(keys_dir=keys_dir, data_dir=tmp_path, **E2E_TIMINGS)
+    async with pumped(settings, WAKEUP_AGENTS) as tier, chromium() as browser:
+        yield tier, urls, browser
 
 
 async def shop_shows(page: Any, status: str) -> str:
