@@ -38,7 +38,7 @@ from agents.shop import catalogue as catalogues
 from agents.shop import http as shop_http
 from agents.shop.catalogue import Catalogue
 from agents.shop.inquiries import PollPolicy
-from agents.shop.orders import AWAITING_PAYMENT, PENDING_ACK, Order, OrderDB
+from agents.shop.orders import AWAITING_PAYMENT, PENDING_ACK, Order, OrderDB, placing_source
 from agents.shop.results import RESULT_REJECTED, Verdict, judge_answer, judge_result
 from agents.shop.scenario import Scenario
 from agents.shop.statement import HONEST, Statement
@@ -107,7 +107,9 @@ class Shop:
             await self.ctx.audit("unknown-shop", f"session:{req.session}",
                                  f"order request for shop {req.shop_id!r}, not served here")
             return
-        source_id = inbound.opened.envelope.id
+        source_id = placing_source(inbound.opened.envelope.id,
+                                   await self.db.by_session(req.shop_id, req.session),
+                                   req.user_id)
         try:
             scenario = Scenario.parse(req.scenario, self.ctx.settings.default_result_mode)
             content = pricing.price(req.items, self.catalogues[req.shop_id])

@@ -66,6 +66,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS orders_by_id ON orders (shop_id, order_id)
     WHERE order_id != '';
 CREATE INDEX IF NOT EXISTS orders_by_next_poll ON orders (next_poll_ms)
     WHERE next_poll_ms IS NOT NULL;
+CREATE INDEX IF NOT EXISTS orders_by_session ON orders (shop_id, session);
 """
 # Columns added after the first release, for order DBs made before them.
 _ADDED = (("trace_id", "TEXT NOT NULL DEFAULT ''"), ("final_by", "TEXT NOT NULL DEFAULT ''"),
@@ -99,6 +100,20 @@ class Order:
     @property
     def final(self) -> bool:
         return self.status in FINAL
+
+
+def placing_source(source_id: str, earlier: Order | None, user_id: str) -> str:
+    """Which request an order request places: its own (``source_id``, its envelope id), or,
+    when this user's session already has an order at this shop, that order's request.
+
+    One session of one user is one order. A placer (terminal, relay, selector) that handles
+    its own input again after a crash sends its order request again in a new envelope, with a
+    new id; deduplicating by envelope id alone made that a second order, and a second
+    wake-up, for one purchase.
+    """
+    if earlier is not None and earlier.user_id == user_id:
+        return earlier.source_id
+    return source_id
 
 
 def _row_to_order(row: Any) -> Order:

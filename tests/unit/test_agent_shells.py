@@ -380,3 +380,26 @@ async def test_a_declined_order_the_terminal_never_relays_ends_not_paid(keydir, 
     (_, status, _, _), = shop_ctx.take()
     assert (status.status, status.outcome) == ("NOT_PAID", "DECLINED")
     await shop.db.close()
+
+
+async def test_an_order_request_sent_again_in_a_new_envelope_is_the_same_order(keydir, tmp_path):
+    """A placer that handled its input again after a kill -9 re-sends its order request,
+    signed anew (another message id): one session of one user stays one order, one wake-up.
+    The same session string from another user is another order."""
+    from schemas.v1 import Delivery, OrderRequest
+    shop_ctx = make(keydir, tmp_path, "shop", hosted(shop_agent, keydir))
+    shop = shop_agent.Shop(shop_ctx, OrderDB(tmp_path / "again.sqlite"), shop_agent.PollPolicy())
+    term = keys.load_actor(keydir, "terminal")
+    req = OrderRequest("sess-1", "alice", "shop-1", [["XXXX", 1]], Delivery("a", "b", "c"))
+    try:
+        ids = []
+        for _ in range(2):
+            await shop.on_order_request(inbound(req, term))  # a new envelope each time
+            out = shop_ctx.take()
+            ids.append({o[1].order_id for o in out if hasattr(o[1], "order_id")})
+        assert ids[0] == ids[1] and len(ids[0]) == 1
+        await shop.on_order_request(inbound(dataclasses.replace(req, user_id="bob"), term))
+        other = {o[1].order_id for o in shop_ctx.take() if hasattr(o[1], "order_id")}
+        assert other and other != ids[0]
+    finally:  # a failed assertion must not leave aiosqlite's thread holding pytest open
+        await shop.db.close()

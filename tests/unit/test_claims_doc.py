@@ -162,7 +162,13 @@ def fails_under_ci(fn: ast.AST) -> bool:
 
 def fixture_sources(test_file: Path) -> Iterator[dict[str, ast.FunctionDef |
                                                         ast.AsyncFunctionDef]]:
-    yield functions(ast.parse(test_file.read_text()))
+    tree = ast.parse(test_file.read_text())
+    yield functions(tree)
+    for node in ast.walk(tree):  # the project's test helpers it imports (tests/e2e/pages.py)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tests."):
+            helper = ROOT / (node.module or "").replace(".", "/")
+            if helper.with_suffix(".py").exists():
+                yield functions(ast.parse(helper.with_suffix(".py").read_text()))
     for folder in test_file.parents:
         conftest = folder / "conftest.py"
         if conftest.exists():
@@ -187,6 +193,8 @@ def unguarded_skips(path: str, name: str) -> list[str]:
         if any(is_skip_call(n) for n in ast.walk(fn)) and not fails_under_ci(fn):
             bad.append(f"{path}::{name} → {fn_name}")
         todo += [a.arg for a in fn.args.args + fn.args.kwonlyargs]
+        todo += [n.func.id for n in ast.walk(fn)  # and the functions it calls by name
+                 if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
     return bad
 
 
@@ -195,10 +203,18 @@ def test_no_named_test_or_its_fixtures_skips_without_failing_when_ci_is_set() ->
     assert not bad, f"pytest.skip reachable from tests named in docs/claims.md: {bad}"
 
 
-def test_the_skip_check_catches_an_unguarded_skip_in_a_fixture() -> None:
-    """The check itself can fail: the browser fixture without its CI guard is caught."""
-    fixture = functions(ast.parse((ROOT / "tests/e2e/test_relay_browser.py").read_text()))[
-        "browser"]
+def test_the_skip_check_catches_an_unguarded_skip_in_a_fixture(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check itself can fail: the browser fixtures' Chromium check without its CI guard
+    is caught, and the relay's browser test reaches it (fixture → ``chromium()`` →
+    ``require_chromium()``)."""
+    fixture = functions(ast.parse((ROOT / "tests/e2e/pages.py").read_text()))[
+        "require_chromium"]
     assert any(is_skip_call(n) for n in ast.walk(fixture)) and fails_under_ci(fixture)
     unguarded = ast.parse(ast.unparse(fixture).replace("pytest.fail(", "print("))
     assert not fails_under_ci(unguarded)
+    test = ("tests/e2e/test_relay_browser.py",
+            "test_purchase_in_headless_chromium_as_phone_and_game")
+    assert unguarded_skips(*test) == []
+    monkeypatch.setattr(sys.modules[__name__], "fails_under_ci", lambda fn: False)
+    assert unguarded_skips(*test) == [f"{test[0]}::{test[1]} → require_chromium"]

@@ -233,3 +233,12 @@ def test_inquiry_answers() -> None:
     assert status("APPROVED", Money(1, "JPY")) == "RESULT_REJECTED"
     for no_result in ("UNKNOWN_OR_EXPIRED", "PENDING", "DENIED"):
         assert status(no_result, None) is None  # ask again later
+
+
+def test_a_users_session_with_an_order_places_that_order_again() -> None:
+    from agents.shop.orders import placing_source
+
+    earlier = an_order(user_id="alice", source_id="m-1")
+    assert placing_source("m-2", earlier, "alice") == "m-1"
+    assert placing_source("m-2", earlier, "bob") == "m-2"  # another user's session string
+    assert placing_source("m-2", None, "alice") == "m-2"
