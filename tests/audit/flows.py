@@ -214,9 +214,11 @@ async def selector_mode_day(settings: Settings, mode: str) -> RecordingBus:
         masters={}, direct=frozenset()), identities(serverwallet_agent, bus.registry.signing))
     await bus.start()
     await bus.drain()
-    for session, brand in (("m-1", "mastercard"), ("m-2", "diners"), ("m-3", "visa")):
+    # Sessions of their own per mode: the days share the test session's data directory (the
+    # shop's order store), and one session of one user is one order there.
+    for n, brand in ((1, "mastercard"), (2, "diners"), (3, "visa")):
         bus.clock.advance(5)  # type: ignore[attr-defined]
-        await selector_world.buy(bus, session, brands=[brand])
+        await selector_world.buy(bus, f"{mode}-{n}", brands=[brand])
     prompts = bus.messages("kessai.selector.prompts", Prompt)
     if mode == "ask":
         for prompt, reply in zip(prompts, ({"choice": "wum-carol-b"}, {"cancel": True}),
