@@ -53,10 +53,12 @@ def is_prose(diff: str) -> bool:
     if literal.sub('""', removed[0]) == literal.sub('""', added[0]):
         after = ["".join(m) for m in literal.findall(added[0])]
         changed = [b for b, a in zip(before, after, strict=False) if b != a]
-    elif len(before) == 1 and literal.sub("None", removed[0]) == added[0]:
-        changed = before  # the message dropped: ``Error(None)``
-    else:
-        return False  # the code around the strings changed
+    else:  # the message dropped: ``Error(None)``, ``Show("error", None)``
+        spans = list(literal.finditer(removed[0]))
+        changed = [text for m, text in zip(spans, before, strict=True)
+                   if removed[0][:m.start()] + "None" + removed[0][m.end():] == added[0]]
+        if not changed:
+            return False  # the code around the strings changed
     return bool(changed) and all(" " in b for b in changed)
 
 

@@ -304,3 +304,13 @@ def test_history_goes_to_the_gateway_only_for_an_unexpired_authentication() -> N
         assert screens(step) == ["history_refused"]
         assert not [e for e in step.effects if isinstance(e, Send)]
         assert step.state.auth is None
+
+
+def test_a_login_with_no_pos_stores_the_result_and_names_the_user_for_the_web_shop() -> None:
+    """V3: no POS at hand. The stored result (D2) is what answers the wake-up that follows;
+    nothing is sent, and the screen tells the user the id to type at the web shop."""
+    step = app.login(UIM, Phone(), "CARD B", "00002", "GHIJKL", "", 100, P)
+    assert isinstance(step, Step)
+    assert step.state == Phone(auth=Auth("00002", "CARD B", 100, 100 + P.auth_ttl_ms))
+    assert step.effects == (Show("authenticated", "Authenticated as 00002: enter it at the "
+                                                  "web shop's checkout."),)

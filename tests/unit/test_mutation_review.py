@@ -20,5 +20,8 @@ def test_a_changed_or_dropped_message_is_prose_a_changed_code_is_not() -> None:
     assert is_prose(diff('raise E(f"a {NAME} cannot carry that value")', "raise E(None)"))
     assert not is_prose(diff('if outcome in ("COMPLETED", "X"):',
                              'if outcome in ("completed", "X"):'))  # a code, no space
+    assert is_prose(diff('Show("error", "There is nothing to agree to.")',
+                         'Show("error", None)'))
+    assert not is_prose(diff('Show("error", "a b")', 'Show(None, "a b")'))  # the code
     assert not is_prose(diff('show("a b", x)', 'show("a b", None)'))  # code changed too
     assert not is_prose(diff("n = total + 1", "n = total - 1"))
