@@ -46,8 +46,12 @@ def is_prose(diff: str) -> bool:
                not ln.startswith("---")]
     added = [ln[1:] for ln in diff.splitlines() if ln.startswith("+") and
              not ln.startswith("+++")]
-    if len(removed) != 1 or len(added) != 1:
+    if not removed or not added:
         return False
+    # One statement over several lines: one line, and "a " "b" (implicit concatenation) as one
+    # literal.
+    removed = [re.sub(r"([\"'])\s+f?([\"'])", "", " ".join(ln.strip() for ln in removed))]
+    added = [re.sub(r"([\"'])\s+f?([\"'])", "", " ".join(ln.strip() for ln in added))]
     literal = re.compile(r"f?\"([^\"]*)\"|f?'([^']*)'")
     before = ["".join(m) for m in literal.findall(removed[0])]
     if literal.sub('""', removed[0]) == literal.sub('""', added[0]):
@@ -56,15 +60,23 @@ def is_prose(diff: str) -> bool:
     else:  # the message dropped: ``Error(None)``, ``Show("error", None)``
         spans = list(literal.finditer(removed[0]))
         changed = [text for m, text in zip(spans, before, strict=True)
-                   if removed[0][:m.start()] + "None" + removed[0][m.end():] == added[0]]
+                   if any(removed[0][:m.start()] + instead + removed[0][m.end():] == added[0]
+                          for instead in ("None", ""))]
         if not changed:
             return False  # the code around the strings changed
     return bool(changed) and all(" " in b for b in changed)
 
 
 def show(key: str) -> str:
-    return subprocess.run(["mutmut", "show", key], capture_output=True, text=True,
-                          check=False).stdout
+    """``mutmut show KEY``'s text, in-process (a process per mutant costs a second each)."""
+    try:
+        from mutmut import __main__ as mutmut_cli
+
+        found = mutmut_cli.find_mutant(key)
+        return f"# {key}\n" + mutmut_cli.get_diff_for_mutant(key, path=found.path)
+    except Exception:  # mutmut's internals moved: ask its command line
+        return subprocess.run(["mutmut", "show", key], capture_output=True, text=True,
+                              check=False).stdout
 
 
 def main(argv: list[str]) -> int:

@@ -25,3 +25,10 @@ def test_a_changed_or_dropped_message_is_prose_a_changed_code_is_not() -> None:
     assert not is_prose(diff('Show("error", "a b")', 'Show(None, "a b")'))  # the code
     assert not is_prose(diff('show("a b", x)', 'show("a b", None)'))  # code changed too
     assert not is_prose(diff("n = total + 1", "n = total - 1"))
+    two_lines = ("# n: survived\n--- f.py\n+++ f.py\n@@ -1,2 +1 @@\n"
+                 '-        raise Refused(f"{kind} from {who} is not the "\n'
+                 '-                      "gateway\'s approval response")\n'
+                 "+        raise Refused(None)\n")
+    assert is_prose(two_lines)
+    assert is_prose(diff('return Verdict(REJECTED, f"amount {a} is not {b}")',
+                         "return Verdict(REJECTED, )"))  # the detail left out

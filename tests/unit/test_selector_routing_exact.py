@@ -99,8 +99,10 @@ def test_a_master_configuration_has_its_defaults_and_takes_every_option() -> Non
     assert MasterConfig() == MasterConfig({}, [], [], "proxy", False, 120_000)
     cfg = MasterConfig.parse({"slave_brands": {"s1": ("B",)}, "slave_info": ("s2",),
                               "allow": ("s1",), "strategy": "certificate",
-                              "ask_address": 1, "prompt_timeout_ms": "9"})
-    assert cfg == MasterConfig({"s1": ["B"]}, ["s2"], ["s1"], "certificate", True, 9)
+                              "ask_address": 1, "prompt_timeout_ms": "9",
+                              "certificate_timeout_ms": "7"})
+    assert cfg == MasterConfig({"s1": ["B"]}, ["s2"], ["s1"], "certificate", True, 9, 7)
+    assert MasterConfig().certificate_timeout_ms == 30_000  # Ex 8's deadline [I]
     assert MasterConfig.parse({"slave_brands": None}).slave_brands == {}
     with pytest.raises(ConfigError, match="not 'both'"):
         MasterConfig.parse({"strategy": "both"})
