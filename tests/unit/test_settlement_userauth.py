@@ -92,6 +92,21 @@ def test_channel_method_needs_an_authenticated_terminal_principal(
     assert check_second(s, "shop-1", KEY, reg, secrets) == "auth"
 
 
+def test_a_server_wallet_speaks_only_for_the_users_whose_wallets_it_holds(
+        kd: Path, secrets: SettlementSecrets) -> None:
+    """Seed 004: a wallet sender authenticates a channel 2nd request only for a user whose
+    record names it; a user with no wallets listed is refused (not an error)."""
+    s = SecondRequest("shop-1", "o1", "sess", "carol", CONTENT, Money(525, "JPY"), "channel",
+                      account_sealed=sealed_account(kd, "4012888888881881"))
+    reg = keys.load_registry(kd)
+    carol = {k: v for k, v in secrets.users["carol"].items() if k != "wallets"}
+    for record, expected in (({**carol, "wallets": ["wallet-a"]}, None),
+                             ({**carol, "wallets": ["wallet-b"]}, "auth"),
+                             (carol, "auth")):
+        held = dataclasses.replace(secrets, users={**secrets.users, "carol": record})
+        assert check_second(s, "wallet-a", KEY, reg, held) == expected
+
+
 def test_a_user_cannot_downgrade_to_another_method(kd: Path, secrets: SettlementSecrets) -> None:
     s = SecondRequest("shop-1", "o1", "sess", "alice", CONTENT, Money(525, "JPY"), "channel",
                       account_sealed=sealed_account(kd, "4111111111111111"))
