@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import aiosqlite
 import pytest
 
 from kessai.broker import EmbeddedBroker
@@ -80,3 +82,32 @@ def unique_topic_prefix() -> Callable[[str], str]:
 async def provisioned(settings: Settings) -> list[Report]:
     """Every catalogued topic exists on the session broker (created once)."""
     return await create_all(settings)
+
+
+# Every aiosqlite connection the suite opens, so a test that leaves one open fails itself. An
+# open connection keeps a thread that, once the connection is collected after its event loop
+# closed, raises into whichever later test is running (seen as a failure of an unrelated test
+# when pytest-xdist changed the order).
+_OPENED: weakref.WeakSet[aiosqlite.Connection] = weakref.WeakSet()
+_connection_init = aiosqlite.Connection.__init__
+
+
+def _tracked_init(self: aiosqlite.Connection, *args: object, **kwargs: object) -> None:
+    _connection_init(self, *args, **kwargs)  # type: ignore[arg-type]
+    _OPENED.add(self)
+
+
+aiosqlite.Connection.__init__ = _tracked_init  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def no_sqlite_left_open() -> Iterator[None]:
+    """Fails the test (after its own fixtures are torn down) that opened an aiosqlite
+    connection and did not close it."""
+    before = set(_OPENED)
+    yield
+    left = [c for c in _OPENED if c not in before and c._connection is not None]
+    for c in left:
+        c.stop()  # one failure, not a thread that breaks a later test too
+    assert not left, (f"{len(left)} aiosqlite connection(s) opened in this test were not "
+                      "closed (close the store, or stop the MemoryBus)")

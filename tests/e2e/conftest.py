@@ -20,6 +20,7 @@ from agents import AGENTS
 from kessai.settings import Settings
 from kessai.supervisor import WorkerProc, stop_all
 from tests.e2e.wakeup_world import WAKEUP_ENV
+from tests.workunits import SYSTEM_MODULES
 from topics.provision import create_all
 
 E2E_TIMINGS = {
@@ -31,20 +32,31 @@ E2E_TIMINGS = {
 
 
 # Modules whose tests bring their own broker and workers (`kessai up`, `kessai bench`, the
-# bench's system). They run before every other e2e test, so the package's `system` (created
-# on first use) does not yet idle beside them taking a share of the two cores.
+# bench's system). In one process they run before every other e2e test, so the package's
+# `system` (created on first use) does not yet idle beside them taking a share of the two
+# cores. Split over pytest-xdist's workers (tests/conftest.py), the tests on the `system` come
+# first instead: they are the longest group, and the other worker takes these modules and the
+# unit tests meanwhile.
 OWN_SYSTEM_MODULES = ("test_bench.py", "test_process_hygiene.py", "test_replicas.py",
                       "test_up.py", "test_wheel_install.py")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     e2e = [i for i, item in enumerate(items) if item.path.parent == here]
     if not e2e:
         return
     block = [items[i] for i in e2e]
-    first = [item for item in block if item.path.name in OWN_SYSTEM_MODULES]
-    rest = [item for item in block if item.path.name not in OWN_SYSTEM_MODULES]
+    strays = sorted({item.path.name for item in block
+                     if "system" in getattr(item, "fixturenames", ())} - set(SYSTEM_MODULES))
+    if strays:
+        raise pytest.UsageError(f"{', '.join(strays)} use the running system: add them to "
+                                "SYSTEM_MODULES in tests/workunits.py")
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker
+        first = [item for item in block if item.path.name in SYSTEM_MODULES]
+    else:
+        first = [item for item in block if item.path.name in OWN_SYSTEM_MODULES]
+    rest = [item for item in block if item not in first]
     for i, item in zip(e2e, first + rest, strict=True):
         items[i] = item
 

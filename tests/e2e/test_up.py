@@ -39,6 +39,11 @@ class Up:
         env = {k: v for k, v in (os.environ if env is None else env).items()
                if not k.startswith("KESSAI_")}
         env["KESSAI_KEYS"] = str(tmp_path / "keys")
+        # Pages on free ports: the suite runs test files in parallel (pytest-xdist), and two
+        # `kessai up` on their default ports would take each other's.
+        for name in ("KESSAI_SHOP_HTTP_PORT", "KESSAI_RELAY_PORT", "KESSAI_DEVICE_HTTP_PORT",
+                     "KESSAI_SELECTOR_PORT", "KESSAI_WEBSHOP_PORT"):
+            env[name] = str(free_port())
         self.keys_dir = tmp_path / "keys"
         self.proc = subprocess.Popen(
             [str(python), "-m", "kessai.cli", "up", "--port", str(self.port), *args],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -28,11 +29,14 @@ CONTENT = OrderContent([LineItem("XXXX", "x", 1000, 1)], "JPY", 50, 1050)
 
 
 @pytest.fixture
-def bus(keys_dir: Path, tmp_path: Path) -> MemoryBus:
+async def bus(keys_dir: Path, tmp_path: Path) -> AsyncIterator[MemoryBus]:
     b = MemoryBus(Settings(keys_dir=keys_dir, data_dir=tmp_path), FakeClock())
     b.add_module("settlement", agent_module("settlement"))
     b.add_module("issuer", agent_module("issuer"))
-    return b
+    yield b
+    # The issuer's ledger is an aiosqlite connection: left open, its thread outlives the test
+    # and fails a later one when it is collected.
+    await b.stop()
 
 
 async def purchase(bus: MemoryBus, order_id: str) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
+
+import pytest
 
 from kessai import authenticators, crypto, envelope, keys
 from kessai.clock import FakeClock
@@ -19,16 +22,21 @@ def traces(bus: MemoryBus, topic: str) -> list[str]:
     return [envelope.decode(r.value).trace_id for r in bus.log.get(topic, [])]
 
 
-def bus_with_settlement(keys_dir: Path, tmp_path: Path) -> tuple[MemoryBus, FakeClock]:
+@pytest.fixture
+async def settled(keys_dir: Path, tmp_path: Path) -> AsyncIterator[tuple[MemoryBus, FakeClock]]:
+    """The settlement server and the issuer on the in-memory bus (stopped after the test: the
+    issuer's ledger is an aiosqlite connection)."""
     clock = FakeClock()
     bus = MemoryBus(Settings(keys_dir=keys_dir, data_dir=tmp_path), clock)
     bus.add_module("settlement", agent_module("settlement"))
     bus.add_module("issuer", agent_module("issuer"))
-    return bus, clock
+    yield bus, clock
+    await bus.stop()
 
 
-async def test_every_hop_of_a_purchase_carries_its_trace(keys_dir: Path, tmp_path: Path) -> None:
-    bus, _ = bus_with_settlement(keys_dir, tmp_path)
+async def test_every_hop_of_a_purchase_carries_its_trace(
+        keys_dir: Path, settled: tuple[MemoryBus, FakeClock]) -> None:
+    bus, _ = settled
     key = authenticators.join_key("shop-1", "o1")
     sealed = crypto.seal(keys.load_registry(keys_dir).sealing["settlement"][1],
                          authenticators.pack_account("4012888888881881", "2029-03"),
@@ -46,10 +54,10 @@ async def test_every_hop_of_a_purchase_carries_its_trace(keys_dir: Path, tmp_pat
         assert traces(bus, topic) == ["t" * 32], topic
 
 
-async def test_a_deadline_outcome_keeps_the_trace_of_its_order(keys_dir: Path,
-                                                               tmp_path: Path) -> None:
+async def test_a_deadline_outcome_keeps_the_trace_of_its_order(
+        settled: tuple[MemoryBus, FakeClock]) -> None:
     """A timer acts outside any handler; the join state remembers the purchase's trace."""
-    bus, clock = bus_with_settlement(keys_dir, tmp_path)
+    bus, clock = settled
     key = authenticators.join_key("shop-1", "o2")
     await bus.send("kessai.settlement.first",
                    FirstRequest("shop-1", "o2", "o2", Money(1050, "JPY"), "VIA_TERMINAL",

@@ -108,7 +108,10 @@ async def test_the_folded_form_pushes_the_mail_itself(keydir: Path, tmp_path: Pa
     for k, v in {**WAKEUP_ENV, "KESSAI_DIRECTION_FOLDED": "1"}.items():
         monkeypatch.setenv(k, v)
     t = MemoryTier(Settings(keys_dir=keydir, data_dir=tmp_path), WAKEUP_AGENTS)
-    await pay(t)
-    assert t.bus.log.get("kessai.device.wakeups", []) == []
-    assert t.bus.log.get("kessai.direction.mail-fetch", []) == []
-    assert len(t.bus.log["kessai.device.mail"]) == 1
+    try:
+        await pay(t)
+        assert t.bus.log.get("kessai.device.wakeups", []) == []
+        assert t.bus.log.get("kessai.direction.mail-fetch", []) == []
+        assert len(t.bus.log["kessai.device.mail"]) == 1
+    finally:
+        await t.close()
