@@ -34,9 +34,9 @@ E2E_TIMINGS = {
 # Modules whose tests bring their own broker and workers (`kessai up`, `kessai bench`, the
 # bench's system). In one process they run before every other e2e test, so the package's
 # `system` (created on first use) does not yet idle beside them taking a share of the two
-# cores. Split over pytest-xdist's workers (tests/conftest.py), the tests on the `system` come
-# first instead: they are the longest group, and the other worker takes these modules and the
-# unit tests meanwhile.
+# cores. Split over pytest-xdist's workers (tests/workunits.py), the modules on the `system`
+# come first instead: they are the longest unit, and the other worker takes these modules and
+# the unit tests meanwhile.
 OWN_SYSTEM_MODULES = ("test_bench.py", "test_process_hygiene.py", "test_replicas.py",
                       "test_up.py", "test_wheel_install.py")
 
