@@ -10,13 +10,15 @@ from __future__ import annotations
 import os
 import uuid
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import aiosqlite
 import pytest
 
 from kessai.broker import EmbeddedBroker
+from kessai.clock import FakeClock
+from kessai.membus import MemoryBus
 from kessai.settings import Settings
 from sim import devkeys
 from topics.provision import Report, create_all
@@ -76,6 +78,20 @@ def unique_topic_prefix() -> Callable[[str], str]:
         return f"kessai-test.{label}.{uuid.uuid4().hex[:10]}"
 
     return make
+
+
+@pytest.fixture
+async def settlement_bus(keys_dir: Path, tmp_path: Path) -> AsyncIterator[MemoryBus]:
+    """The settlement server and the issuer on the in-memory bus, on a fake clock
+    (``settlement_bus.clock``); stopped after the test (the issuer's ledger is an aiosqlite
+    connection)."""
+    from tests.agents import agent_module
+
+    bus = MemoryBus(Settings(keys_dir=keys_dir, data_dir=tmp_path), FakeClock())
+    bus.add_module("settlement", agent_module("settlement"))
+    bus.add_module("issuer", agent_module("issuer"))
+    yield bus
+    await bus.stop()
 
 
 @pytest.fixture(scope="session")

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from kessai import authenticators, crypto, keys
-from kessai.clock import FakeClock
 from kessai.errors import ConfigError
 from kessai.handlers import Routes, actor_kind, admit
 from kessai.membus import MemoryBus
 from kessai.money import Money
-from kessai.settings import Settings
 from schemas.v1 import (
     DeadLetter,
     FirstRequest,
@@ -23,20 +18,13 @@ from schemas.v1 import (
     ResultAck,
     SecondRequest,
 )
-from tests.agents import agent_module
 
 CONTENT = OrderContent([LineItem("XXXX", "x", 1000, 1)], "JPY", 50, 1050)
 
 
 @pytest.fixture
-async def bus(keys_dir: Path, tmp_path: Path) -> AsyncIterator[MemoryBus]:
-    b = MemoryBus(Settings(keys_dir=keys_dir, data_dir=tmp_path), FakeClock())
-    b.add_module("settlement", agent_module("settlement"))
-    b.add_module("issuer", agent_module("issuer"))
-    yield b
-    # The issuer's ledger is an aiosqlite connection: left open, its thread outlives the test
-    # and fails a later one when it is collected.
-    await b.stop()
+def bus(settlement_bus: MemoryBus) -> MemoryBus:
+    return settlement_bus
 
 
 async def purchase(bus: MemoryBus, order_id: str) -> None:

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from kessai import authenticators, crypto, envelope, keys
 from kessai.clock import FakeClock
 from kessai.membus import MemoryBus
 from kessai.money import Money
-from kessai.settings import Settings
 from schemas.v1 import FirstRequest, LineItem, OrderContent, SecondRequest
-from tests.agents import agent_module
 
 CONTENT = OrderContent([LineItem("XXXX", "x", 1000, 1)], "JPY", 50, 1050)
 
@@ -22,21 +17,9 @@ def traces(bus: MemoryBus, topic: str) -> list[str]:
     return [envelope.decode(r.value).trace_id for r in bus.log.get(topic, [])]
 
 
-@pytest.fixture
-async def settled(keys_dir: Path, tmp_path: Path) -> AsyncIterator[tuple[MemoryBus, FakeClock]]:
-    """The settlement server and the issuer on the in-memory bus (stopped after the test: the
-    issuer's ledger is an aiosqlite connection)."""
-    clock = FakeClock()
-    bus = MemoryBus(Settings(keys_dir=keys_dir, data_dir=tmp_path), clock)
-    bus.add_module("settlement", agent_module("settlement"))
-    bus.add_module("issuer", agent_module("issuer"))
-    yield bus, clock
-    await bus.stop()
-
-
 async def test_every_hop_of_a_purchase_carries_its_trace(
-        keys_dir: Path, settled: tuple[MemoryBus, FakeClock]) -> None:
-    bus, _ = settled
+        keys_dir: Path, settlement_bus: MemoryBus) -> None:
+    bus = settlement_bus
     key = authenticators.join_key("shop-1", "o1")
     sealed = crypto.seal(keys.load_registry(keys_dir).sealing["settlement"][1],
                          authenticators.pack_account("4012888888881881", "2029-03"),
@@ -55,9 +38,9 @@ async def test_every_hop_of_a_purchase_carries_its_trace(
 
 
 async def test_a_deadline_outcome_keeps_the_trace_of_its_order(
-        settled: tuple[MemoryBus, FakeClock]) -> None:
+        settlement_bus: MemoryBus) -> None:
     """A timer acts outside any handler; the join state remembers the purchase's trace."""
-    bus, clock = settled
+    bus, clock = settlement_bus, settlement_bus.clock
     key = authenticators.join_key("shop-1", "o2")
     await bus.send("kessai.settlement.first",
                    FirstRequest("shop-1", "o2", "o2", Money(1050, "JPY"), "VIA_TERMINAL",
