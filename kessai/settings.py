@@ -24,6 +24,7 @@ def _env_int(name: str, default: int) -> int:
 
 
 BROKER_KINDS = ("embedded", "kafka")
+HOSTS = ("faust", "aiokafka")  # what a worker runs its agent on (kessai.runtime.Host)
 STORE_SYNC_MODES = ("full", "normal")
 
 
@@ -146,6 +147,9 @@ class Settings:
     # How the agents' SQLite stores (shop orders, issuer ledger, …) sync a commit; "" = by
     # broker kind, see ``sqlite_synchronous``.
     store_sync: str = ""
+    # The worker host: "aiokafka" (one consumer loop, kessai.aiokafka_host) or "faust"
+    # (a faust app, kessai.runtime.FaustHost). KESSAI_HOST overrides.
+    host: str = "faust"
 
     def __post_init__(self) -> None:
         host, sep, port = self.bootstrap.rpartition(":")
@@ -160,6 +164,9 @@ class Settings:
         if self.broker_kind not in BROKER_KINDS:
             raise ConfigError(f"broker kind must be one of {', '.join(BROKER_KINDS)}, got "
                               f"{self.broker_kind!r} (set --broker-kind or KESSAI_BROKER_KIND)")
+        if self.host not in HOSTS:
+            raise ConfigError(f"worker host must be one of {', '.join(HOSTS)}, got "
+                              f"{self.host!r} (set KESSAI_HOST)")
         if self.store_sync not in ("", *STORE_SYNC_MODES):
             raise ConfigError(f"store sync must be one of {', '.join(STORE_SYNC_MODES)}, got "
                               f"{self.store_sync!r} (set KESSAI_STORE_SYNC)")
@@ -203,6 +210,8 @@ class Settings:
         env["waits"] = waits_from_env(kind)
         if os.environ.get("KESSAI_RESULT_MODE"):
             env["default_result_mode"] = os.environ["KESSAI_RESULT_MODE"]
+        if os.environ.get("KESSAI_HOST"):
+            env["host"] = os.environ["KESSAI_HOST"].lower()
         if os.environ.get("KESSAI_STORE_SYNC"):
             env["store_sync"] = os.environ["KESSAI_STORE_SYNC"].lower()
         env.update({k: v for k, v in overrides.items() if v is not None})
@@ -226,5 +235,6 @@ class Settings:
             "KESSAI_RESULT_MODE": self.default_result_mode,
             "KESSAI_BROKER_KIND": self.broker_kind,
             "KESSAI_STORE_SYNC": self.sqlite_synchronous.lower(),
+            "KESSAI_HOST": self.host,
             **{var: str(getattr(self.waits, name)) for name, var in _WAIT_ENV},
         }

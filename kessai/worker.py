@@ -7,6 +7,7 @@ the kind of actor it serves (``KIND``: every such actor of the key set), and ``r
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from types import ModuleType
@@ -14,6 +15,7 @@ from types import ModuleType
 import faust
 
 from kessai import keys
+from kessai.aiokafka_host import AiokafkaHost
 from kessai.errors import ConfigError
 from kessai.lifeline import watch_supervisor
 from kessai.runtime import AgentContext, make_app
@@ -37,9 +39,12 @@ def build(name: str, module: ModuleType, settings: Settings) -> AgentContext:
         raise ConfigError(f"the key set in {settings.keys_dir} has no actor for the {name} "
                           "worker to serve")
     actor_keys = {a: keys.load_actor(settings.keys_dir, a) for a in hosted}
-    (settings.data_dir / "faust" / name).parent.mkdir(parents=True, exist_ok=True)
-    app = make_app(name, settings)
-    ctx = AgentContext(name, app, settings, registry, actor_keys)
+    if settings.host == "aiokafka":
+        host: object = AiokafkaHost(name, settings)
+    else:
+        (settings.data_dir / "faust" / name).parent.mkdir(parents=True, exist_ok=True)
+        host = make_app(name, settings)
+    ctx = AgentContext(name, host, settings, registry, actor_keys)
     module.register(ctx)
     ctx.bind()
     return ctx
@@ -49,5 +54,12 @@ def run(name: str, module: ModuleType, settings: Settings, loglevel: str = "info
     watch_supervisor()  # this process ends when the `kessai up` that started it is gone
     ctx = build(name, module, settings)
     logging.getLogger("kessai").setLevel(loglevel.upper())
+    if isinstance(ctx.host, AiokafkaHost):
+        logging.basicConfig(
+            level=loglevel.upper(),
+            format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+        logging.getLogger("aiokafka").setLevel(logging.WARNING)  # a line per rebalance step
+        asyncio.run(ctx.host.run())
+        return
     worker = faust.Worker(ctx.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
