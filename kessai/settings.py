@@ -148,8 +148,9 @@ class Settings:
     # broker kind, see ``sqlite_synchronous``.
     store_sync: str = ""
     # The worker host: "aiokafka" (one consumer loop, kessai.aiokafka_host) or "faust"
-    # (a faust app, kessai.runtime.FaustHost). KESSAI_HOST overrides.
-    host: str = "faust"
+    # (a faust app, kessai.runtime.FaustHost). KESSAI_HOST overrides. [IMPL] aiokafka by
+    # default: the same agents, less CPU per record (docs/performance.md).
+    host: str = "aiokafka"
 
     def __post_init__(self) -> None:
         host, sep, port = self.bootstrap.rpartition(":")

@@ -29,7 +29,9 @@ from kessai.broker import EmbeddedBroker, wait_reachable
 from kessai.errors import ConfigError, KessaiError
 from kessai.settings import Settings
 
-READY_MARK = "Ready"  # faust logs "[^Worker]: Ready" once the app is assigned and running
+# Both hosts log it once the first assignment is in and running: faust "[^Worker]: Ready",
+# the aiokafka host "[kessai-<agent>]: Ready" (kessai.aiokafka_host.READY).
+READY_MARK = "Ready"
 # On Ctrl-C/SIGTERM workers get this long (together) to stop cleanly, then are killed; they
 # usually need ~1 s. With the broker's stop after them, `up` is gone within 10 s.
 STOP_GRACE_S = 5.0
