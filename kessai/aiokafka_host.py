@@ -73,6 +73,7 @@ class AiokafkaHost:
         self._changes: list[tuple[str, bytes, bytes | None, int]] = []
         self._inflight: list[asyncio.Future[Any]] = []
         self._handled: dict[TopicPartition, int] = {}  # the last offset the door handled
+        self._returned: dict[TopicPartition, int] = {}  # the last offset getmany returned
         self._committed: dict[TopicPartition, int] = {}
         self._assigned: set[TopicPartition] = set()
         self._lock = asyncio.Lock()  # handling a poll's records vs. a rebalance's commit
@@ -95,20 +96,26 @@ class AiokafkaHost:
         return {tp.partition for tp in self._assigned if tp.topic == topic}
 
     def caught_up(self, topic: str, partition: int) -> bool:
-        # What the latest fetch said the log holds (highwater) has been handled.
-        if self._consumer is None:
-            return False
+        # Everything the latest fetch said the log holds (highwater) was handed over by the
+        # consumer (its position, which aiokafka advances as it returns records) and handled.
         tp = TopicPartition(topic, partition)
-        if tp not in self._assigned:
+        if self._consumer is None or tp not in self._assigned:
             return False
         highwater = self._consumer.highwater(tp)
-        if highwater is None:
+        position = self._position(tp)
+        if highwater is None or position is None or position < highwater:
             return False
-        handled = self._handled.get(tp)
-        if handled is not None:
-            return handled + 1 >= highwater
-        committed = self._committed.get(tp)
-        return highwater == 0 or (committed is not None and committed >= highwater)
+        returned = self._returned.get(tp)
+        return returned is None or self._handled.get(tp) == returned
+
+    def _position(self, tp: TopicPartition) -> int | None:
+        try:  # aiokafka keeps it per partition; consumer.position() would wait for a reset
+            state = self._consumer._subscription.subscription.assignment.state_value(tp)  # type: ignore[union-attr]
+        except AttributeError:
+            return None
+        if state is None or not state.has_valid_position:
+            return None
+        return int(state.position)
 
     def every(self, seconds: float, fn: Hook) -> None:
         self._timers.append((seconds, fn))
@@ -196,9 +203,10 @@ class AiokafkaHost:
 
     async def _assigned_now(self, assigned: set[TopicPartition]) -> None:
         self._assigned = set(assigned)
-        for tp in list(self._handled):
-            if tp not in self._assigned:
-                del self._handled[tp]
+        for seen in (self._handled, self._returned):
+            for tp in list(seen):
+                if tp not in self._assigned:
+                    del seen[tp]
         self._committed = {tp: o for tp, o in self._committed.items() if tp in self._assigned}
         numbers = {tp.partition for tp in assigned}
         await self._restore(numbers)
@@ -330,8 +338,11 @@ class AiokafkaHost:
             existing = set(await client.list_topics())
             missing = [t for t in self.tables.values() if t.topic not in existing]
             if missing:
+                # Three copies where the cluster has them (as topics.provision does).
+                brokers = len((await client.describe_cluster())["brokers"])
+                replication = max(1, min(3, brokers))
                 await client.create_topics(
-                    [NewTopic(t.topic, t.partitions, 1,
+                    [NewTopic(t.topic, t.partitions, replication,
                               topic_configs={"cleanup.policy": "compact"}) for t in missing])
         finally:
             await client.close()
@@ -346,6 +357,9 @@ class AiokafkaHost:
         interval = self.settings.waits.commit_interval_ms / 1000
         while not self._stop.is_set():
             fetched = await consumer.getmany(timeout_ms=POLL_MS)
+            for tp, records in fetched.items():
+                if records:
+                    self._returned[tp] = records[-1].offset
             if fetched:
                 async with self._lock:
                     with batch.active():

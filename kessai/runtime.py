@@ -3,11 +3,13 @@
 - :class:`Emitter` signs and sends (and writes audit events and dead letters);
 - :class:`kessai.door.Door` admits every inbound record into the declared handlers;
 - a *host* carries the worker's lifecycle: consumers, state tables, timers, start and stop.
-  :class:`FaustHost` is the production host (a faust app per worker); the in-memory bus
-  (:mod:`kessai.membus`) is the other, for tests that run whole flows without a broker.
+  :class:`kessai.aiokafka_host.AiokafkaHost` is the default worker host (one aiokafka consumer
+  loop); :class:`FaustHost` runs the same agents on a faust app (``KESSAI_HOST=faust``); the
+  in-memory bus (:mod:`kessai.membus`) is the third, for tests that run whole flows without a
+  broker.
 
 An agent's ``register(ctx)`` only declares: handlers (``ctx.handle``), tables
-(``ctx.table``), timers (``ctx.every``), start/stop hooks. It never touches faust.
+(``ctx.table``), timers (``ctx.every``), start/stop hooks. It never touches faust or aiokafka.
 
 Delivery is at-least-once: an offset is committed only after the handler ran, the records it
 emitted and the table writes it made were acknowledged by the broker (:mod:`kessai.transport`),
@@ -117,7 +119,7 @@ async def _flush_or_die(batch: Batch, agent: str) -> None:
 
 
 class FaustHost:
-    """The production host: one faust app per worker process."""
+    """A faust app per worker process (``KESSAI_HOST=faust``)."""
 
     def __init__(self, app: faust.App) -> None:
         self.app = app
