@@ -34,11 +34,13 @@ class Up:
     """A `kessai up` subprocess whose stdout lines are collected by a reader thread."""
 
     def __init__(self, tmp_path: Path, *args: str, python: Path | str = sys.executable,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, host: str | None = None) -> None:
         self.port = free_port()
         env = {k: v for k, v in (os.environ if env is None else env).items()
                if not k.startswith("KESSAI_")}
         env["KESSAI_KEYS"] = str(tmp_path / "keys")
+        if host is not None:
+            env["KESSAI_HOST"] = host
         # Pages on free ports: the suite runs test files in parallel (pytest-xdist), and two
         # `kessai up` on their default ports would take each other's.
         for name in ("KESSAI_SHOP_HTTP_PORT", "KESSAI_RELAY_PORT", "KESSAI_DEVICE_HTTP_PORT",
@@ -134,17 +136,23 @@ def alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def kessai_up(tmp_path: Path, *args: str) -> Iterator[Up]:
-    up = Up(tmp_path, *args)
+def kessai_up(tmp_path: Path, *args: str, host: str | None = None) -> Iterator[Up]:
+    up = Up(tmp_path, *args, host=host)
     try:
         yield up
     finally:
         up.cleanup()
 
 
+# The worker log line that shows which host ran the agent.
+HOST_MARK = {"aiokafka": "kessai.host: [kessai-settlement]: Ready",
+             "faust": "[^Worker]: Ready"}
+
+
+@pytest.mark.parametrize("host", ["aiokafka", "faust"])
 def test_up_demo_runs_one_worker_process_per_agent_and_every_scenario_ends_as_expected(
-        tmp_path: Path) -> None:
-    with kessai_up(tmp_path, "--demo", "--exit-after-demo") as up:
+        tmp_path: Path, host: str) -> None:
+    with kessai_up(tmp_path, "--demo", "--exit-after-demo", host=host) as up:
         try:
             code = up.wait_exit(DEMO_TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -168,6 +176,8 @@ def test_up_demo_runs_one_worker_process_per_agent_and_every_scenario_ends_as_ex
         text = "\n".join(scenarios)
         for outcome in ("APPROVED", "DECLINED", "MISMATCH", "EXPIRED", "AUTH_FAILED"):
             assert outcome in text, (outcome, text)
+        logs = list(tmp_path.glob(".kessai/runs/*/logs/settlement.log"))
+        assert len(logs) == 1 and HOST_MARK[host] in logs[0].read_text(), logs
 
         # `kessai up` archived the run (issue 10), and its archive verifies clean.
         env = {k: v for k, v in os.environ.items() if not k.startswith("KESSAI_")}
