@@ -186,26 +186,26 @@ class Ledger:
         return decision
 
     async def _stored(self, join_key: str) -> tuple[Decision, Money] | None:
-        async with self._db.execute(
-                "SELECT approved, reason, auth_code, amount_minor, currency FROM decisions "
-                "WHERE join_key = ?", (join_key,)) as cur:
-            row = await cur.fetchone()
+        rows = list(await self._db.execute_fetchall(
+            "SELECT approved, reason, auth_code, amount_minor, currency FROM decisions "
+            "WHERE join_key = ?", (join_key,)))
+        row = rows[0] if rows else None
         if row is None:
             return None
         return Decision(bool(row[0]), row[1], row[2]), Money(row[3], row[4])
 
     async def _account(self, digest: str) -> Account | None:
-        async with self._db.execute(
-                "SELECT pan, expiry, limit_minor, currency FROM accounts WHERE pan_hash = ?",
-                (digest,)) as cur:
-            row = await cur.fetchone()
+        rows = list(await self._db.execute_fetchall(
+            "SELECT pan, expiry, limit_minor, currency FROM accounts WHERE pan_hash = ?",
+            (digest,)))
+        row = rows[0] if rows else None
         return Account(row[0], row[1], row[2], row[3]) if row is not None else None
 
     async def _used(self, digest: str) -> int:
-        async with self._db.execute(
-                "SELECT COALESCE(SUM(amount_minor), 0) FROM decisions "
-                "WHERE pan_hash = ? AND approved = 1", (digest,)) as cur:
-            row = await cur.fetchone()
+        rows = list(await self._db.execute_fetchall(
+            "SELECT COALESCE(SUM(amount_minor), 0) FROM decisions "
+            "WHERE pan_hash = ? AND approved = 1", (digest,)))
+        row = rows[0] if rows else None
         return int(row[0]) if row is not None else 0
 
     async def balance(self, pan: str) -> Money | None:

@@ -71,11 +71,35 @@ def secrets_from(ctx: AgentContext) -> SettlementSecrets:
     return SettlementSecrets.of(ctx.actor_keys("settlement"))
 
 
+class Decoded:
+    """The join states a deadline scan has decoded, by table key, each with the exact bytes
+    it came from: the scan runs every second over every state (history included), and
+    decoding them all each time was most of its cost. A state whose bytes changed (a write,
+    a rebuild from the changelog) is decoded again, so the scan never acts on a stale one."""
+
+    def __init__(self) -> None:
+        self._seen: dict[bytes, tuple[bytes, join.JoinState]] = {}
+
+    def of(self, key: bytes, raw: bytes) -> join.JoinState:
+        hit = self._seen.get(key)
+        if hit is not None and hit[0] == raw:
+            return hit[1]
+        state = join.JoinState.from_wire(msgpack.unpackb(raw))
+        self._seen[key] = (raw, state)
+        return state
+
+    def keep_only(self, keys: Any) -> None:
+        """Forget the states no longer in the table."""
+        for key in self._seen.keys() - set(keys):
+            del self._seen[key]
+
+
 def register(ctx: AgentContext) -> None:
     policy = policy_from(ctx)
     secrets = secrets_from(ctx)
     table = ctx.table("settlement-join", partitions=4)
     tick_sent: dict[str, int] = {}
+    deadlines = Decoded()
 
     def load(key: str) -> join.JoinState | None:
         raw = table.get(key.encode())
@@ -248,8 +272,10 @@ def register(ctx: AgentContext) -> None:
         if not active:
             return
         now = ctx.clock.now_ms()
-        for raw_state in list(table.values()):
-            state = join.JoinState.from_wire(msgpack.unpackb(raw_state))
+        states = list(table.items())
+        deadlines.keep_only(k for k, _ in states)
+        for k, raw_state in states:
+            state = deadlines.of(k, raw_state)
             if state.partition not in active or state.deadline_ms is None \
                     or state.deadline_ms > now:
                 continue

@@ -159,9 +159,9 @@ class OrderDB(SqliteDB):
 
     async def _one(self, sql: str, params: tuple[Any, ...]) -> Order | None:
         db = await self._db()
-        async with db.execute(f"SELECT {_COLUMNS} FROM orders {sql}", params) as cur:
-            row = await cur.fetchone()
-        return _row_to_order(row) if row is not None else None
+        # One round trip to the connection's thread (execute, fetch and close were three).
+        rows = list(await db.execute_fetchall(f"SELECT {_COLUMNS} FROM orders {sql}", params))
+        return _row_to_order(rows[0]) if rows else None
 
     async def add(self, order: Order, now_ms: int) -> Order | None:
         """Store ``order`` unless its reference (or id) is taken; return the stored order.
