@@ -45,13 +45,23 @@ def test_a_write_outside_a_handler_goes_to_the_keys_partition() -> None:
 
 
 def test_a_handled_partition_beyond_the_tables_falls_back_to_the_key() -> None:
+    table, written = make(partitions=2)
+    for p in (2, 3):  # the table's partitions are 0 and 1
+        token = RECORD_PARTITION.set(p)
+        try:
+            table[f"k{p}".encode()] = b"v"
+        finally:
+            RECORD_PARTITION.reset(token)
+    assert [w[3] for w in written] == [key_partition(b"k2", 2), key_partition(b"k3", 2)]
+    assert {w[3] for w in written} <= {0, 1}
+
+
+def test_a_table_needs_a_partition_and_one_is_enough() -> None:
+    with pytest.raises(ValueError, match="at least one partition"):
+        make(partitions=0)
     table, written = make(partitions=1)
-    token = RECORD_PARTITION.set(3)
-    try:
-        table[b"k"] = b"v"
-    finally:
-        RECORD_PARTITION.reset(token)
-    assert written[0][3] == 0
+    table[b"k"] = b"v"
+    assert written == [("kessai-a-t-changelog", b"k", b"v", 0)]
 
 
 def test_a_deletion_is_a_tombstone_on_the_entrys_partition() -> None:
