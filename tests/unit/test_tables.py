@@ -17,6 +17,14 @@ def make(partitions: int = 4) -> tuple[ChangelogTable, Written]:
     return table, written
 
 
+def write_in_handler(table: ChangelogTable, partition: int, key: bytes, value: bytes) -> None:
+    """``table[key] = value`` as a handler of a record of ``partition`` makes it."""
+    token = RECORD_PARTITION.set(partition)
+    try:
+        table[key] = value
+    finally:
+        RECORD_PARTITION.reset(token)
+
 
 def test_the_changelog_topic_keeps_fausts_name() -> None:
     assert changelog_topic("settlement", "settlement-join") == \
@@ -25,11 +33,7 @@ def test_the_changelog_topic_keeps_fausts_name() -> None:
 
 def test_a_write_in_a_handler_goes_to_the_handled_records_partition() -> None:
     table, written = make()
-    token = RECORD_PARTITION.set(2)
-    try:
-        table[b"k"] = b"v"
-    finally:
-        RECORD_PARTITION.reset(token)
+    write_in_handler(table, 2, b"k", b"v")
     assert written == [("kessai-a-t-changelog", b"k", b"v", 2)]
     assert table[b"k"] == b"v" and table.held_partitions() == {2}
 
@@ -47,11 +51,7 @@ def test_a_write_outside_a_handler_goes_to_the_keys_partition() -> None:
 def test_a_handled_partition_beyond_the_tables_falls_back_to_the_key() -> None:
     table, written = make(partitions=2)
     for p in (2, 3):  # the table's partitions are 0 and 1
-        token = RECORD_PARTITION.set(p)
-        try:
-            table[f"k{p}".encode()] = b"v"
-        finally:
-            RECORD_PARTITION.reset(token)
+        write_in_handler(table, p, f"k{p}".encode(), b"v")
     assert [w[3] for w in written] == [key_partition(b"k2", 2), key_partition(b"k3", 2)]
     assert {w[3] for w in written} <= {0, 1}
 
@@ -66,11 +66,7 @@ def test_a_table_needs_a_partition_and_one_is_enough() -> None:
 
 def test_a_deletion_is_a_tombstone_on_the_entrys_partition() -> None:
     table, written = make()
-    token = RECORD_PARTITION.set(1)
-    try:
-        table[b"k"] = b"v"
-    finally:
-        RECORD_PARTITION.reset(token)
+    write_in_handler(table, 1, b"k", b"v")
     del table[b"k"]
     assert written[-1] == ("kessai-a-t-changelog", b"k", None, 1)
     assert b"k" not in table and len(table) == 0
@@ -82,11 +78,7 @@ def test_an_entry_written_from_another_partition_leaves_a_tombstone_behind() -> 
     """Else the old partition's changelog would bring the stale copy back on a rebuild."""
     table, written = make()
     for p in (1, 3):
-        token = RECORD_PARTITION.set(p)
-        try:
-            table[b"k"] = f"v{p}".encode()
-        finally:
-            RECORD_PARTITION.reset(token)
+        write_in_handler(table, p, b"k", f"v{p}".encode())
     assert written[1:] == [("kessai-a-t-changelog", b"k", None, 1),
                            ("kessai-a-t-changelog", b"k", b"v3", 3)]
 
