@@ -345,6 +345,8 @@ class Result:
     busy: float | None
     wall_s: float
     raw: floors.RawFloor | None = None
+    quiet_hop_ms: list[float] = field(default_factory=list)
+    quiet_hop: tuple[int, int] = (0, 0)  # (fetch wait ms, partitions) it was measured with
     crypto: floors.CryptoFloor | None = None
     flow: list[floors.Record] = field(default_factory=list)
     readers_source: dict[str, str] = field(default_factory=dict)
@@ -486,6 +488,15 @@ async def _floors(system: System, plan: Plan, progress: Progress,
         max_poll_records=waits.max_poll_records, linger_ms=waits.linger_ms,
         record_bytes=round(crypto_floor.record_bytes), records=plan.raw_records,
         samples=plan.raw_samples, on_progress=lambda kind, n, total: bars[kind](n))
+    quiet = (waits.quiet_cap_ms, floors.partitions_read(result.flow))
+    quiet_samples = min(plan.raw_samples, 100)
+    bars["quiet hop"] = progress.task(
+        f"one hop at the quiet wait ({quiet[0]} ms, {quiet[1]} partitions)", quiet_samples)
+    result.quiet_hop_ms = await floors.measure_hop(
+        system.settings.bootstrap, fetch_wait_ms=quiet[0], partitions=quiet[1],
+        record_bytes=round(crypto_floor.record_bytes), samples=quiet_samples,
+        on_progress=lambda kind, n, total: bars[kind](n))
+    result.quiet_hop = quiet
     wall = time.monotonic() - t0
     system_cores = sum(stats.cpu_seconds(before, cpu.sample(pids)).values()) / wall
     bench_cores = sum(stats.cpu_seconds(mine, cpu.sample(me)).values()) / wall
@@ -639,6 +650,7 @@ def report(system: System, plan: Plan, result: Result) -> dict[str, Any]:
         raw, cf = result.raw, result.crypto
         hop = stats.summarise(raw.hop_ms)
         assert hop is not None
+        quiet = stats.summarise(result.quiet_hop_ms)
         fl = stats.Floors(raw.msgs_per_s, hop.p50, hop.p99, len(result.flow),
                           floors.hops(result.flow), cf.crypto_s, os.cpu_count() or 1)
         out["floors"] = {
@@ -652,6 +664,10 @@ def report(system: System, plan: Plan, result: Result) -> dict[str, Any]:
                     "records": raw.records, "record_bytes": raw.record_bytes,
                     "partitions": raw.partitions},
             "raw_hop_ms": {**hop.as_dict(), "fetch_wait_ms": raw.fetch_wait_ms},
+            "quiet_hop_ms": {**quiet.as_dict(), "fetch_wait_ms": result.quiet_hop[0],
+                             "partitions": result.quiet_hop[1]} if quiet else None,
+            "quiet_latency_p50_ms": round(quiet.p50 * fl.hops_per_payment, 3)
+            if quiet else None,
             "crypto": cf.as_dict(),
             "records_per_payment": fl.records_per_payment,
             "hops_per_payment": fl.hops_per_payment,
@@ -662,6 +678,9 @@ def report(system: System, plan: Plan, result: Result) -> dict[str, Any]:
         }
         out["ratios"] = {k: (round(v, 3) if v is not None else None) for k, v in stats.ratios(
             fl, payments_per_s=pps or None, latency=lat, cpu_ms_per_payment=total_ms).items()}
+        if quiet and lat is not None and quiet.p50 > 0:
+            out["ratios"]["latency_p50_vs_quiet_hops"] = round(
+                lat.p50 / (quiet.p50 * fl.hops_per_payment), 3)
     out["idle"] = result.idle
     out["ok"] = not lost and not result.dead_workers
     return out
@@ -760,6 +779,12 @@ def print_report(r: dict[str, Any], out: Any = sys.stdout) -> None:
         w(f"  raw hop      p50 {hop['p50']:.2f} ms  p99 {hop['p99']:.2f} ms (waiting consumer, "
           f"fetch wait {hop['fetch_wait_ms']} ms) × {fl['hops_per_payment']} hops = p50 "
           f"{fl['latency_p50_ms']:.1f} ms, p99 {fl['latency_p99_ms']:.1f} ms\n")
+        q = fl.get("quiet_hop_ms")
+        if q:
+            w(f"  quiet hop    p50 {q['p50']:.2f} ms  p99 {q['p99']:.2f} ms (fetch wait "
+              f"{q['fetch_wait_ms']} ms over {q['partitions']} partitions, as a worker idle "
+              f"between its hops fetches) × {fl['hops_per_payment']} hops = p50 "
+              f"{fl['quiet_latency_p50_ms']:.1f} ms\n")
         w(f"  crypto       {cr['ms_per_payment']:.2f} ms/payment ({n['sign']} signs, "
           f"{n['verify']} verifications, {n['seal']} seals, {n['open']} opens, {n['mac']} MACs)"
           f" = {fl['crypto_payments_per_s']:,.0f} payments/s on {r['machine']['cores']} cores; "
@@ -769,7 +794,9 @@ def print_report(r: dict[str, Any], out: Any = sys.stdout) -> None:
         w(f"  throughput   {_f(ra['throughput_vs_broker'], '.1f', '×')} below the broker floor, "
           f"{_f(ra['throughput_vs_crypto'], '.1f', '×')} below the crypto floor\n")
         w(f"  latency      p50 {_f(ra['latency_p50_vs_hops'], '.1f', '×')}, p99 "
-          f"{_f(ra['latency_p99_vs_hops'], '.1f', '×')} the hop floor\n")
+          f"{_f(ra['latency_p99_vs_hops'], '.1f', '×')} the hop floor"
+          + (f"; p50 {ra['latency_p50_vs_quiet_hops']:.1f}× the quiet hops"
+             if ra.get("latency_p50_vs_quiet_hops") is not None else "") + "\n")
         w(f"  CPU          {_f(ra['cpu_vs_crypto'], '.1f', '×')} the crypto floor per payment\n")
     idle = r.get("idle")
     if idle:

@@ -579,8 +579,58 @@ async def measure_raw(bootstrap: str, *, fetch_wait_ms: int, max_poll_records: i
     return RawFloor(msgs, produce, records, len(payload), partitions, hop_ms, fetch_wait_ms)
 
 
+def partitions_read(flow: Sequence[Record]) -> int:
+    """How many partitions a worker on the purchase's path fetches, on average: each reader
+    kind of an on-path record, the partitions of every topic the catalogue lets it read. An
+    embedded-broker fetch costs per partition it names (docs/performance.md)."""
+    from topics.catalogue import readable_by
+
+    kinds = sorted({agent_kind(r) for x in flow if x.on_path for r in x.readers})
+    counts = [sum(t.partitions for t in readable_by(k)) for k in kinds]
+    counts = [c for c in counts if c]
+    return round(statistics.fmean(counts)) if counts else 4
+
+
+async def measure_hop(bootstrap: str, *, fetch_wait_ms: int, partitions: int,
+                      record_bytes: int, samples: int,
+                      on_progress: Callable[[str, int, int], None] | None = None
+                      ) -> list[float]:
+    """The one-hop latency to a consumer that fetches ``partitions`` partitions with a
+    ``fetch_wait_ms`` wait: what a worker idle between its hops pays (its wait has grown to
+    the quiet cap) on a broker that does not answer a waiting fetch early."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    topic = await _scratch_topic(bootstrap, partitions)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
+                                enable_idempotence=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False, fetch_max_wait_ms=fetch_wait_ms,
+                                auto_offset_reset="earliest")
+    try:
+        await producer.start()
+        await consumer.start()
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        payload = os.urandom(max(1, record_bytes))
+        keys = [f"shop-1/{uuid.uuid4().hex[:16]}".encode() for _ in range(1024)]
+        for i in range(4):  # connections and metadata first
+            await producer.send_and_wait(topic, payload, key=keys[i])
+        got = 0
+        while got < 4:
+            for batch in (await consumer.getmany(timeout_ms=1000)).values():
+                got += len(batch)
+        return await _hops(producer, consumer, topic, payload, keys, samples, on_progress,
+                           kind="quiet hop")
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        await _drop_topic(bootstrap, topic)
+
+
 async def _hops(producer: Any, consumer: Any, topic: str, payload: bytes, keys: list[bytes],
-                samples: int, on_progress: Callable[[str, int, int], None] | None) -> list[float]:
+                samples: int, on_progress: Callable[[str, int, int], None] | None,
+                kind: str = "hop") -> list[float]:
     """One record at a time from the producer to the waiting consumer."""
     arrived: asyncio.Queue[float] = asyncio.Queue()
     stop = False
@@ -603,7 +653,7 @@ async def _hops(producer: Any, consumer: Any, topic: str, payload: bytes, keys: 
             t1 = await asyncio.wait_for(arrived.get(), 10)
             hops.append((t1 - t0) * 1000)
             if on_progress:
-                on_progress("hop", i + 1, samples)
+                on_progress(kind, i + 1, samples)
             # Unaligned gaps, so the samples do not ride on the fetch cycle's phase.
             await asyncio.sleep(0.001 + (i % 7) * 0.0007)
     finally:

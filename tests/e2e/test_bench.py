@@ -66,6 +66,11 @@ def check_report(r: dict[str, Any], n: int) -> None:
     assert positive(fl["raw"]["msgs_per_s"])
     assert positive(fl["raw"]["record_bytes"])
     assert positive(fl["raw_hop_ms"]["p50"]) and fl["raw_hop_ms"]["p50"] <= fl["raw_hop_ms"]["p99"]
+    quiet = fl["quiet_hop_ms"]
+    assert positive(quiet["p50"]) and quiet["p50"] <= quiet["p99"]
+    assert quiet["fetch_wait_ms"] == 20 and quiet["partitions"] >= 4  # the embedded defaults
+    assert fl["quiet_latency_p50_ms"] == pytest.approx(quiet["p50"] * fl["hops_per_payment"],
+                                                       abs=0.01)
     assert positive(fl["crypto"]["ms_per_payment"])
     assert fl["crypto"]["envelope_ms_per_payment"] >= fl["crypto"]["ms_per_payment"] * 0.5
     assert all(positive(v) for v in fl["crypto"]["counts"].values())

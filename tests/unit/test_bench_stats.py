@@ -235,3 +235,21 @@ def test_bad_bench_argument_exits_2_with_one_line(capsys: pytest.CaptureFixture[
     with pytest.raises(SystemExit) as exc:
         cli.main(["bench", "--rate", "5", "--sequential"])
     assert exc.value.code == 2
+
+
+def test_partitions_read_is_the_mean_over_the_readers_on_the_path() -> None:
+    from topics.catalogue import CATALOGUE
+
+    def read_by(kind: str) -> int:
+        return sum(t.partitions for t in CATALOGUE if kind in t.readers)
+
+    rec = floors.Record
+    flow = [rec("kessai.settlement.second", "settlement-second", "terminal", ("settlement",),
+                True),
+            rec("kessai.authorizations", "authorization", "settlement", ("issuer",), True),
+            rec("kessai.settlement.first", "settlement-first", "shop", ("shop-1",), False)]
+    assert read_by("settlement") > 0 and read_by("issuer") > 0
+    assert floors.partitions_read(flow) == round((read_by("settlement") + read_by("issuer")) / 2)
+    # The off-path record's reader does not count; no reader at all: one 4-partition topic.
+    assert floors.partitions_read(flow[:1]) == read_by("settlement")
+    assert floors.partitions_read([]) == 4
