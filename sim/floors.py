@@ -41,7 +41,8 @@ import statistics
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -538,11 +539,13 @@ async def _drop_topic(bootstrap: str, name: str) -> None:
         await client.close()
 
 
-async def measure_raw(bootstrap: str, *, fetch_wait_ms: int, max_poll_records: int,
-                      linger_ms: int, record_bytes: int, records: int, samples: int,
-                      partitions: int = 4,
-                      on_progress: Callable[[str, int, int], None] | None = None) -> RawFloor:
-    """aiokafka alone, on a scratch topic of the same broker: R_raw and the one-hop latency."""
+@asynccontextmanager
+async def _scratch(bootstrap: str, *, partitions: int, fetch_wait_ms: int, payload: bytes,
+                   warm: int, max_poll_records: int | None = None,
+                   linger_ms: int = 0) -> AsyncIterator[tuple[Any, Any, str, list[bytes]]]:
+    """A scratch topic of ``partitions`` with a started producer and a consumer assigned to
+    all of it, after ``warm`` records went through (connections and metadata first, so no
+    figure pays for them); dropped afterwards. Yields (producer, consumer, topic, keys)."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
     topic = await _scratch_topic(bootstrap, partitions)
@@ -558,24 +561,33 @@ async def measure_raw(bootstrap: str, *, fetch_wait_ms: int, max_poll_records: i
         tps = [TopicPartition(topic, p) for p in range(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        payload = os.urandom(max(1, record_bytes))
         keys = [f"shop-1/{uuid.uuid4().hex[:16]}".encode() for _ in range(1024)]
-
-        # Connections and metadata first, so neither figure pays for them.
-        for i in range(partitions * 4):
+        for i in range(warm):
             await producer.send_and_wait(topic, payload, key=keys[i])
         got = 0
-        while got < partitions * 4:
+        while got < warm:
             for batch in (await consumer.getmany(timeout_ms=1000)).values():
                 got += len(batch)
-
-        hop_ms = await _hops(producer, consumer, topic, payload, keys, samples, on_progress)
-        msgs, produce = await _throughput(producer, consumer, topic, payload, keys, records,
-                                          on_progress)
+        yield producer, consumer, topic, keys
     finally:
         await consumer.stop()
         await producer.stop()
         await _drop_topic(bootstrap, topic)
+
+
+async def measure_raw(bootstrap: str, *, fetch_wait_ms: int, max_poll_records: int,
+                      linger_ms: int, record_bytes: int, records: int, samples: int,
+                      partitions: int = 4,
+                      on_progress: Callable[[str, int, int], None] | None = None) -> RawFloor:
+    """aiokafka alone, on a scratch topic of the same broker: R_raw and the one-hop latency."""
+    payload = os.urandom(max(1, record_bytes))
+    async with _scratch(bootstrap, partitions=partitions, fetch_wait_ms=fetch_wait_ms,
+                        payload=payload, warm=partitions * 4,
+                        max_poll_records=max_poll_records, linger_ms=linger_ms) as (
+            producer, consumer, topic, keys):
+        hop_ms = await _hops(producer, consumer, topic, payload, keys, samples, on_progress)
+        msgs, produce = await _throughput(producer, consumer, topic, payload, keys, records,
+                                          on_progress)
     return RawFloor(msgs, produce, records, len(payload), partitions, hop_ms, fetch_wait_ms)
 
 
@@ -598,34 +610,11 @@ async def measure_hop(bootstrap: str, *, fetch_wait_ms: int, partitions: int,
     """The one-hop latency to a consumer that fetches ``partitions`` partitions with a
     ``fetch_wait_ms`` wait: what a worker idle between its hops pays (its wait has grown to
     the quiet cap) on a broker that does not answer a waiting fetch early."""
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-
-    topic = await _scratch_topic(bootstrap, partitions)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
-                                enable_idempotence=False)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False, fetch_max_wait_ms=fetch_wait_ms,
-                                auto_offset_reset="earliest")
-    try:
-        await producer.start()
-        await consumer.start()
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        payload = os.urandom(max(1, record_bytes))
-        keys = [f"shop-1/{uuid.uuid4().hex[:16]}".encode() for _ in range(1024)]
-        for i in range(4):  # connections and metadata first
-            await producer.send_and_wait(topic, payload, key=keys[i])
-        got = 0
-        while got < 4:
-            for batch in (await consumer.getmany(timeout_ms=1000)).values():
-                got += len(batch)
+    payload = os.urandom(max(1, record_bytes))
+    async with _scratch(bootstrap, partitions=partitions, fetch_wait_ms=fetch_wait_ms,
+                        payload=payload, warm=4) as (producer, consumer, topic, keys):
         return await _hops(producer, consumer, topic, payload, keys, samples, on_progress,
                            kind="quiet hop")
-    finally:
-        await consumer.stop()
-        await producer.stop()
-        await _drop_topic(bootstrap, topic)
 
 
 async def _hops(producer: Any, consumer: Any, topic: str, payload: bytes, keys: list[bytes],
